@@ -1,0 +1,568 @@
+// The `parley` program: `parley daemon` runs a node; every other command is a thin client
+// of the daemon's control API (DESIGN.md §1, §10).
+#include "control_client.h"
+#include "dht/contact_id.h"
+#include "dht/identity.h"
+#include "node/control_server.h"
+#include "node/node.h"
+#include "node/profile.h"
+#include "terminal.h"
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace parley;
+using namespace std::chrono_literals;
+
+namespace {
+
+enum ExitCode { kOk = 0, kRuntime = 1, kUsage = 2, kNoDaemon = 3 };
+
+// A failure with the exit code it maps to; main() prints it once.
+struct Failure : std::runtime_error {
+    Failure(ExitCode c, const std::string& m) : std::runtime_error(m), code(c) {}
+    ExitCode code;
+};
+
+struct Global {
+    std::optional<std::string> profile;
+    std::string passphraseFile;
+};
+
+struct DaemonFlags {
+    std::optional<std::uint16_t> port;
+    std::string bind;
+    std::vector<std::string> bootstrap;
+    std::optional<std::uint32_t> network;
+    bool noLan = false;
+    std::string logLevel = "info";
+};
+
+node::Profile profileOf(const Global& g) {
+    return node::Profile(node::Profile::resolveDir(g.profile));
+}
+
+std::string trimNewline(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r'))
+        s.pop_back();
+    return s;
+}
+
+// The passphrase from --passphrase-file or PARLEY_PASSPHRASE, if either is given.
+std::optional<std::string> passphraseFromFlags(const Global& g) {
+    if (!g.passphraseFile.empty()) {
+        std::ifstream in(g.passphraseFile);
+        if (!in)
+            throw Failure(kUsage, "cannot read --passphrase-file " + g.passphraseFile + ": " +
+                                      std::strerror(errno));
+        std::string line;
+        std::getline(in, line);
+        return trimNewline(line);
+    }
+    if (const char* env = std::getenv("PARLEY_PASSPHRASE"))
+        return std::string(env);
+    return std::nullopt;
+}
+
+dht::Identity loadIdentity(const Global& g, const node::Profile& profile) {
+    if (!profile.hasIdentity())
+        throw Failure(kRuntime, "no identity in " + profile.dir().string() +
+                                    ": create one with 'parley init'");
+    std::string passphrase;
+    if (profile.identityEncrypted()) {
+        if (auto p = passphraseFromFlags(g))
+            passphrase = *p;
+        else if (auto typed = cli::promptHidden("Passphrase for " + profile.dir().string() + ": "))
+            passphrase = *typed;
+    }
+    dht::Identity identity;
+    auto err = profile.loadIdentity(passphrase, identity);
+    if (err != dht::IdentityError::ok)
+        throw Failure(kRuntime, std::string(dht::describe(err)));
+    return identity;
+}
+
+void setLogLevel(const std::string& level) {
+    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    auto logger = std::make_shared<spdlog::logger>("parley", sink);
+    spdlog::set_default_logger(logger);
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    auto lvl = spdlog::level::from_str(level);
+    if (lvl == spdlog::level::off && level != "off")
+        throw Failure(kUsage, "unknown log level '" + level +
+                                  "': use trace, debug, info, warn, error or off");
+    spdlog::set_level(lvl);
+}
+
+std::string notRunningMessage(const node::Profile& profile) {
+    return "the parley daemon is not running for profile " + profile.dir().string() +
+           ": start it with 'parley up' (background) or 'parley daemon' (foreground)";
+}
+
+json rpcCall(const node::Profile& profile, const std::string& method, const json& params,
+             std::chrono::milliseconds timeout) {
+    try {
+        cli::ControlClient client(profile.controlSocketPath());
+        return client.call(method, params, timeout);
+    } catch (const cli::DaemonNotRunning&) {
+        throw Failure(kNoDaemon, notRunningMessage(profile));
+    } catch (const cli::RpcError& e) {
+        throw Failure(e.code == node::rpc::kInvalidParams ? kUsage : kRuntime, e.what());
+    }
+}
+
+bool daemonAnswers(const node::Profile& profile) {
+    try {
+        cli::ControlClient client(profile.controlSocketPath());
+        client.call("status", json::object(), 2s);
+        return true;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+std::string formatTime(std::int64_t unixSeconds) {
+    std::time_t t = unixSeconds;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    auto ago = std::time(nullptr) - unixSeconds;
+    std::string rel = ago < 0      ? ""
+                      : ago < 120  ? std::to_string(ago) + " s ago"
+                      : ago < 7200 ? std::to_string(ago / 60) + " min ago"
+                                   : std::to_string(ago / 3600) + " h ago";
+    return std::string(buf) + (rel.empty() ? "" : " (" + rel + ")");
+}
+
+// Flag errors are usage errors, reported before anything else happens.
+void validateDaemonFlags(const DaemonFlags& f) {
+    for (auto& b : f.bootstrap)
+        if (!dht::splitHostPort(b))
+            throw Failure(kUsage, "bad bootstrap address '" + b + "': expected HOST:PORT");
+    if (!f.bind.empty() && !dht::SocketAddress::parse(f.bind))
+        throw Failure(kUsage, "bad --bind address '" + f.bind + "': expected a numeric IP address");
+}
+
+// ---- commands -------------------------------------------------------------------------
+
+int cmdInit(const Global& g, const std::string& name, unsigned keyBits, bool askPassphrase) {
+    auto profile = profileOf(g);
+    if (profile.hasIdentity())
+        throw Failure(kRuntime, "an identity already exists in " + profile.dir().string() +
+                                    "; refusing to overwrite it (choose another --profile)");
+    std::string passphrase;
+    if (auto p = passphraseFromFlags(g)) {
+        passphrase = *p;
+    } else if (askPassphrase) {
+        auto first = cli::promptHidden("New passphrase: ");
+        if (!first)
+            throw Failure(kUsage, "--passphrase needs a terminal; use PARLEY_PASSPHRASE or "
+                                  "--passphrase-file instead");
+        auto second = cli::promptHidden("Repeat passphrase: ");
+        if (!second || *first != *second)
+            throw Failure(kUsage, "the passphrases do not match; nothing was created");
+        passphrase = *first;
+    }
+    auto identity = profile.createIdentity(name, keyBits, passphrase);
+    std::cerr << "Created identity '" << cli::sanitizeForTerminal(name) << "' (RSA-" << keyBits
+              << (passphrase.empty() ? ", key not encrypted" : ", key encrypted") << ") in "
+              << profile.dir().string() << "\nYour contact id (share it with people):\n";
+    std::cout << identity.contactId().toHex() << "\n";
+    return kOk;
+}
+
+int cmdId(const Global& g, bool qr, bool asJson) {
+    auto profile = profileOf(g);
+    if (!fs::exists(profile.certificatePath()))
+        throw Failure(kRuntime, "no identity in " + profile.dir().string() +
+                                    ": create one with 'parley init'");
+    auto info = dht::inspectCertificate(node::readFile(profile.certificatePath()));
+    if (!info)
+        throw Failure(kRuntime, profile.certificatePath().string() + " is damaged");
+    auto hex = info->id.toHex();
+    if (asJson) {
+        std::cout << json{{"id", hex}, {"name", info->name}}.dump() << "\n";
+        return kOk;
+    }
+    std::cout << hex << "\n";
+    if (qr)
+        std::cout << cli::renderQr(hex);
+    return kOk;
+}
+
+node::NodeOptions nodeOptions(const node::Profile& profile, const DaemonFlags& f,
+                              const dht::Identity& identity) {
+    auto settings = profile.loadSettings();
+    node::NodeOptions o;
+    o.profileDir = profile.dir();
+    o.overlay.bindAddress = !f.bind.empty() ? f.bind : settings.bind.value_or("");
+    if (f.port)
+        o.overlay.port = *f.port;
+    else if (settings.port)
+        o.overlay.port = *settings.port;
+    else
+        o.overlay.port = profile.lastPort().value_or(0);
+    o.overlay.network = f.network ? *f.network : settings.network.value_or(0);
+    o.overlay.bootstrap = f.bootstrap;
+    for (auto& b : settings.bootstrap)
+        o.overlay.bootstrap.push_back(b);
+    o.overlay.lanDiscovery = !f.noLan && settings.lan.value_or(true);
+    o.overlay.nodesFile = profile.nodesPath().string();
+    o.overlay.name = identity.name();
+    for (auto& b : o.overlay.bootstrap)
+        if (!dht::splitHostPort(b))
+            throw Failure(kUsage, "bad bootstrap address '" + b + "': expected HOST:PORT");
+    return o;
+}
+
+// Holds DIR/daemon.lock for the daemon's lifetime: one daemon per profile.
+int lockProfile(const node::Profile& profile) {
+    int fd = ::open(profile.lockPath().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        throw Failure(kRuntime,
+                      "cannot open " + profile.lockPath().string() + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
+        throw Failure(kRuntime, "a parley daemon is already running for " + profile.dir().string() +
+                                    " (stop it with 'parley down')");
+    std::string pid = std::to_string(::getpid()) + "\n";
+    [[maybe_unused]] auto r = ::ftruncate(fd, 0);
+    [[maybe_unused]] auto w = ::write(fd, pid.data(), pid.size());
+    return fd;
+}
+
+int cmdDaemon(const Global& g, const DaemonFlags& f) {
+    setLogLevel(f.logLevel);
+    validateDaemonFlags(f);
+    auto profile = profileOf(g);
+    int lockFd = lockProfile(profile);
+    auto identity = loadIdentity(g, profile);
+    auto options = nodeOptions(profile, f, identity);
+
+    // Signals are taken synchronously below, never by a handler in an arbitrary thread.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    std::unique_ptr<node::Node> node;
+    try {
+        node = std::make_unique<node::Node>(options, identity);
+        node->start();
+    } catch (const std::exception& e) {
+        bool triedLastPort = !f.port && options.overlay.port != 0 && !profile.loadSettings().port;
+        if (!triedLastPort)
+            throw Failure(kRuntime, e.what());
+        spdlog::info("last port {} is taken, using another", options.overlay.port);
+        options.overlay.port = 0;
+        node = std::make_unique<node::Node>(options, identity);
+        node->start();
+    }
+    profile.saveLastPort(node->port());
+    spdlog::info("parley {} daemon: id {} on UDP port {}, network {}; control socket {}",
+                 PARLEY_VERSION, node->id().toHex(), node->port(), options.overlay.network,
+                 profile.controlSocketPath().string());
+
+    timespec tick{0, 200'000'000};
+    for (;;) {
+        siginfo_t info{};
+        int sig = sigtimedwait(&signals, &info, &tick);
+        if (sig > 0) {
+            spdlog::info("received {}, stopping", strsignal(sig));
+            break;
+        }
+        if (node->waitForStopRequest(0ms)) {
+            spdlog::info("stop requested through the control API");
+            break;
+        }
+    }
+    node->stop(3s);
+    node.reset();
+    ::close(lockFd);
+    spdlog::info("stopped");
+    return kOk;
+}
+
+int cmdUp(const Global& g, const DaemonFlags& f, const std::vector<std::string>& forwarded,
+          double timeoutS) {
+    validateDaemonFlags(f);
+    if (spdlog::level::from_str(f.logLevel) == spdlog::level::off && f.logLevel != "off")
+        throw Failure(kUsage, "unknown log level '" + f.logLevel + "'");
+    auto profile = profileOf(g);
+    if (daemonAnswers(profile)) {
+        std::cerr << "parley daemon is already running for " << profile.dir().string() << "\n";
+        return kOk;
+    }
+    if (!profile.hasIdentity())
+        throw Failure(kRuntime, "no identity in " + profile.dir().string() +
+                                    ": create one with 'parley init'");
+    // Ask for the passphrase here, where there is a terminal, and check it before forking.
+    std::optional<std::string> passphrase;
+    if (profile.identityEncrypted()) {
+        passphrase = passphraseFromFlags(g);
+        if (!passphrase)
+            passphrase = cli::promptHidden("Passphrase for " + profile.dir().string() + ": ");
+        dht::Identity probe;
+        auto err = profile.loadIdentity(passphrase.value_or(""), probe);
+        if (err != dht::IdentityError::ok)
+            throw Failure(kRuntime, std::string(dht::describe(err)));
+    }
+    std::vector<std::string> args = {"parley", "--profile", profile.dir().string(), "daemon"};
+    args.insert(args.end(), forwarded.begin(), forwarded.end());
+
+    int logFd = ::open(profile.logPath().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (logFd < 0)
+        throw Failure(kRuntime,
+                      "cannot open " + profile.logPath().string() + ": " + std::strerror(errno));
+    auto logStart = ::lseek(logFd, 0, SEEK_END);
+    pid_t pid = ::fork();
+    if (pid < 0)
+        throw Failure(kRuntime, std::string("cannot start the daemon: ") + std::strerror(errno));
+    if (pid == 0) {
+        ::setsid();
+        int devnull = ::open("/dev/null", O_RDONLY);
+        ::dup2(devnull, STDIN_FILENO);
+        ::dup2(logFd, STDOUT_FILENO);
+        ::dup2(logFd, STDERR_FILENO);
+        if (passphrase)
+            ::setenv("PARLEY_PASSPHRASE", passphrase->c_str(), 1);
+        std::vector<char*> argv;
+        for (auto& a : args)
+            argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv("/proc/self/exe", argv.data());
+        std::perror("exec parley daemon");
+        ::_exit(127);
+    }
+    ::close(logFd);
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(static_cast<long>(timeoutS * 1000));
+    while (std::chrono::steady_clock::now() < deadline) {
+        int status = 0;
+        if (::waitpid(pid, &status, WNOHANG) == pid) {
+            std::ifstream log(profile.logPath());
+            log.seekg(logStart);
+            std::string tail((std::istreambuf_iterator<char>(log)), {});
+            throw Failure(kRuntime, "the daemon exited during start-up; its log (" +
+                                        profile.logPath().string() + ") says:\n" + tail);
+        }
+        if (daemonAnswers(profile)) {
+            auto st = rpcCall(profile, "status", json::object(), 2s);
+            std::cerr << "parley daemon started (pid " << pid << ", UDP port " << st["dht"]["port"]
+                      << ", log " << profile.logPath().string() << ")\n";
+            return kOk;
+        }
+        std::this_thread::sleep_for(50ms);
+    }
+    ::kill(pid, SIGTERM);
+    throw Failure(kRuntime,
+                  "the daemon did not become ready in time; see " + profile.logPath().string());
+}
+
+int cmdDown(const Global& g, double timeoutS) {
+    auto profile = profileOf(g);
+    rpcCall(profile, "shutdown", json::object(), 5s);
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(static_cast<long>(timeoutS * 1000));
+    // The daemon holds daemon.lock until it has fully stopped.
+    while (std::chrono::steady_clock::now() < deadline) {
+        int fd = ::open(profile.lockPath().c_str(), O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+            return kOk;
+        bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+        ::close(fd);
+        if (free) {
+            std::cerr << "parley daemon stopped\n";
+            return kOk;
+        }
+        std::this_thread::sleep_for(50ms);
+    }
+    throw Failure(kRuntime, "the daemon did not stop in time");
+}
+
+int cmdStatus(const Global& g, bool asJson) {
+    auto profile = profileOf(g);
+    auto st = rpcCall(profile, "status", json::object(), 5s);
+    if (asJson) {
+        std::cout << st.dump(2) << "\n";
+        return kOk;
+    }
+    const auto& d = st["dht"];
+    std::cout << "id:       " << st["id"].get<std::string>() << "\n"
+              << "name:     " << cli::sanitizeForTerminal(st["name"].get<std::string>()) << "\n"
+              << "version:  " << st["version"].get<std::string>() << "\n"
+              << "dht:      " << d["state"].get<std::string>() << ", " << d["nodes"]
+              << " nodes, UDP port " << d["port"] << ", network " << d["network"] << "\n"
+              << "public:   "
+              << (d["public_address"].is_null() ? std::string("unknown yet")
+                                                : d["public_address"].get<std::string>())
+              << "\n"
+              << "uptime:   " << st["uptime_s"] << " s\n";
+    return kOk;
+}
+
+int cmdLookup(const Global& g, const std::string& idText, double timeoutS, bool asJson) {
+    auto id = dht::ContactId::parse(idText);
+    if (!id)
+        throw Failure(kUsage, "'" + cli::sanitizeForTerminal(idText.substr(0, 80)) +
+                                  "' is not a contact id: expected 64 hexadecimal characters");
+    if (!(timeoutS > 0 && timeoutS <= 300))
+        throw Failure(kUsage, "--timeout must be between 0 and 300 seconds");
+    auto profile = profileOf(g);
+    auto r = rpcCall(profile, "lookup", {{"id", id->toHex()}, {"timeout", timeoutS}},
+                     std::chrono::milliseconds(static_cast<long>(timeoutS * 1000) + 5000));
+    if (asJson) {
+        std::cout << r.dump() << "\n";
+        return kOk;
+    }
+    std::cout << r["id"].get<std::string>() << "\n  state:     " << r["state"].get<std::string>()
+              << "\n  name:      "
+              << (r["name"].is_null() ? std::string("-")
+                                      : cli::sanitizeForTerminal(r["name"].get<std::string>()))
+              << "\n  last seen: "
+              << (r["last_seen"].is_null() ? std::string("-")
+                                           : formatTime(r["last_seen"].get<std::int64_t>()))
+              << "\n";
+    return kOk;
+}
+
+void addDaemonFlags(CLI::App* cmd, DaemonFlags& f) {
+    cmd->add_option(
+        "--port", f.port,
+        "UDP port for DHT and direct connections (default: the last one used, else any)");
+    cmd->add_option("--bind", f.bind, "bind to this address only (default: every address)");
+    cmd->add_option("--bootstrap", f.bootstrap,
+                    "bootstrap node HOST:PORT (repeatable; also 'bootstrap' in DIR/config.json)");
+    cmd->add_option("--network", f.network,
+                    "DHT network id (0 = the public network; others are private)");
+    cmd->add_flag("--no-lan", f.noLan,
+                  "no LAN discovery (multicast); it is off anyway when bound to loopback");
+    cmd->add_option("--log-level", f.logLevel, "trace, debug, info, warn, error or off")
+        ->capture_default_str();
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"parley: a serverless, end-to-end encrypted messenger.\n"
+                 "Run a node with 'parley up', share the contact id 'parley id' prints, and find\n"
+                 "people by theirs with 'parley lookup'. Exit codes: 0 ok, 1 runtime error,\n"
+                 "2 usage error, 3 daemon not running."};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", PARLEY_VERSION);
+    Global g;
+    app.add_option("--profile", g.profile,
+                   "profile directory (default: $PARLEY_PROFILE, else ~/.local/share/parley)");
+    app.add_option("--passphrase-file", g.passphraseFile,
+                   "read the key passphrase from the first line of this file "
+                   "(also: PARLEY_PASSPHRASE, or a prompt)");
+
+    std::string name = "parley user";
+    unsigned keyBits = dht::Identity::kDefaultKeyBits;
+    bool askPassphrase = false;
+    auto* init = app.add_subcommand("init", "create the identity and print its contact id");
+    init->add_option("--name", name, "display name published on the key card")
+        ->capture_default_str();
+    init->add_option("--key-bits", keyBits, "RSA key size")
+        ->check(CLI::Range(dht::Identity::kMinKeyBits, dht::Identity::kMaxKeyBits))
+        ->capture_default_str();
+    init->add_flag("--passphrase", askPassphrase,
+                   "ask for a passphrase that encrypts the private key");
+
+    bool qr = false, idJson = false;
+    auto* id = app.add_subcommand("id", "print this profile's contact id");
+    id->add_flag("--qr", qr, "also draw it as a QR code");
+    id->add_flag("--json", idJson, "print JSON");
+
+    DaemonFlags daemonFlags;
+    auto* daemon = app.add_subcommand("daemon", "run the node in the foreground (Ctrl-C stops it)");
+    addDaemonFlags(daemon, daemonFlags);
+
+    DaemonFlags upFlags;
+    double upTimeout = 20;
+    auto* up = app.add_subcommand("up", "start the daemon in the background unless it runs; "
+                                        "return when it is ready");
+    addDaemonFlags(up, upFlags);
+    up->add_option("--timeout", upTimeout, "seconds to wait for readiness")->capture_default_str();
+
+    double downTimeout = 15;
+    auto* down = app.add_subcommand("down", "stop the background daemon");
+    down->add_option("--timeout", downTimeout, "seconds to wait for it to stop")
+        ->capture_default_str();
+
+    bool statusJson = false;
+    auto* status = app.add_subcommand("status", "show the node's id and DHT state");
+    status->add_flag("--json", statusJson, "print JSON");
+
+    std::string lookupId;
+    double lookupTimeout = 10;
+    bool lookupJson = false;
+    auto* lookup = app.add_subcommand("lookup", "find someone by contact id: online, offline "
+                                                "or not-found, with name and last seen");
+    lookup->add_option("contact-id", lookupId, "64 hexadecimal characters")->required();
+    lookup->add_option("--timeout", lookupTimeout, "seconds before giving up")
+        ->capture_default_str();
+    lookup->add_flag("--json", lookupJson, "print JSON");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        int rc = app.exit(e);
+        return rc == 0 ? kOk : kUsage;
+    }
+
+    try {
+        if (*init)
+            return cmdInit(g, name, keyBits, askPassphrase);
+        if (*id)
+            return cmdId(g, qr, idJson);
+        if (*daemon)
+            return cmdDaemon(g, daemonFlags);
+        if (*up) {
+            // Forward the daemon flags exactly as given.
+            std::vector<std::string> forwarded;
+            if (upFlags.port)
+                forwarded.insert(forwarded.end(), {"--port", std::to_string(*upFlags.port)});
+            if (!upFlags.bind.empty())
+                forwarded.insert(forwarded.end(), {"--bind", upFlags.bind});
+            for (auto& b : upFlags.bootstrap)
+                forwarded.insert(forwarded.end(), {"--bootstrap", b});
+            if (upFlags.network)
+                forwarded.insert(forwarded.end(), {"--network", std::to_string(*upFlags.network)});
+            if (upFlags.noLan)
+                forwarded.push_back("--no-lan");
+            forwarded.insert(forwarded.end(), {"--log-level", upFlags.logLevel});
+            return cmdUp(g, upFlags, forwarded, upTimeout);
+        }
+        if (*down)
+            return cmdDown(g, downTimeout);
+        if (*status)
+            return cmdStatus(g, statusJson);
+        if (*lookup)
+            return cmdLookup(g, lookupId, lookupTimeout, lookupJson);
+    } catch (const Failure& e) {
+        std::cerr << "parley: " << e.what() << "\n";
+        return e.code;
+    } catch (const std::exception& e) {
+        std::cerr << "parley: " << e.what() << "\n";
+        return kRuntime;
+    }
+    return kUsage;
+}

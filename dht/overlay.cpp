@@ -1,0 +1,596 @@
+// Overlay: DhtRunner over the shared UdpEndpoint, record publication and lookups.
+#include "overlay.h"
+
+#include "detail/identity_handle.h"
+#include "udp_endpoint.h"
+
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <atomic>
+#include <cstdarg>
+#include <cstring>
+#include <fstream>
+#include <opendht.h>
+#include <opendht/log_enable.h>
+#include <opendht/network_utils.h>
+#include <spdlog/spdlog.h>
+#include <sstream>
+#include <sys/stat.h>
+#include <unordered_map>
+
+namespace parley::dht {
+
+namespace {
+
+constexpr ::dht::ValueType::Id kCardType = kCardValueType;
+constexpr ::dht::ValueType::Id kPresenceType = kPresenceValueType;
+constexpr auto kNodesSaveInterval = std::chrono::minutes(5);
+constexpr std::size_t kMaxSavedNodes = 512;
+
+std::int64_t unixMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+::dht::InfoHash recordKey(std::string_view kind, const ContactId& id) {
+    return ::dht::InfoHash::get("parley/" + std::string(kind) + "/" + id.toHex());
+}
+
+bool ownedBy(const ::dht::Value& v, const ContactId& id) {
+    if (!v.owner || !*v.owner || v.signature.empty())
+        return false;
+    const auto& longId = v.owner->getLongId();
+    return longId.size() == ContactId::kSize &&
+           std::memcmp(longId.data(), id.bytes().data(), ContactId::kSize) == 0;
+}
+
+// OpenDHT logs routine remote trouble at error level: keep it out of a user's way unless
+// they ask for debug output.
+std::shared_ptr<::dht::Logger> makeDhtLogger() {
+    auto method = [](spdlog::level::level_enum level) {
+        return ::dht::LogMethod([level](char const* format, va_list args) {
+            if (!spdlog::should_log(level))
+                return;
+            char buf[1024];
+            std::vsnprintf(buf, sizeof buf, format, args);
+            spdlog::log(level, "[opendht] {}", buf);
+        });
+    };
+    return std::make_shared<::dht::Logger>(
+        method(spdlog::level::debug), method(spdlog::level::debug), method(spdlog::level::trace));
+}
+
+// OpenDHT's view of our UdpEndpoint: it sends through the endpoint (whose filter learns our
+// own announces) and receives only the DHT datagrams the filter let through.
+class DhtSocket final : public ::dht::net::DatagramSocket {
+public:
+    explicit DhtSocket(std::shared_ptr<UdpEndpoint> endpoint) : endpoint_(std::move(endpoint)) {
+        if (endpoint_->hasIPv4())
+            bound4_ = ::dht::SockAddr(endpoint_->bound4().get(), endpoint_->bound4().length());
+        if (endpoint_->hasIPv6())
+            bound6_ = ::dht::SockAddr(endpoint_->bound6().get(), endpoint_->bound6().length());
+        endpoint_->setDhtHandler(
+            [this](std::span<const std::uint8_t> data, const SocketAddress& from) {
+                ::dht::net::PacketList packets;
+                auto& packet = packets.emplace_back();
+                packet.data.assign(data.begin(), data.end());
+                packet.from = ::dht::SockAddr(from.get(), from.length());
+                packet.received = ::dht::clock::now();
+                onReceived(std::move(packets));
+            });
+    }
+    ~DhtSocket() override { endpoint_->setDhtHandler({}); }
+
+    int sendTo(const ::dht::SockAddr& dest, const std::uint8_t* data, std::size_t size,
+               bool /*replied*/) override {
+        return endpoint_->sendDht(SocketAddress(dest.get(), dest.getLength()), {data, size});
+    }
+    const ::dht::SockAddr& getBoundRef(sa_family_t family) const override {
+        return family == AF_INET6 ? bound6_ : bound4_;
+    }
+    bool hasIPv4() const override { return endpoint_->hasIPv4(); }
+    bool hasIPv6() const override { return endpoint_->hasIPv6(); }
+    void stop() override { endpoint_->setDhtHandler({}); }
+
+private:
+    std::shared_ptr<UdpEndpoint> endpoint_;
+    ::dht::SockAddr bound4_, bound6_;
+};
+
+struct LookupOp {
+    ContactId id;
+    Overlay::LookupCallback done;
+    std::chrono::steady_clock::time_point started;
+    std::optional<KeyCard> card;
+    std::optional<Presence> presence;
+    bool cardDone = false, presenceDone = false, finished = false;
+    std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+    std::unique_ptr<asio::steady_timer> timer;
+};
+
+} // namespace
+
+std::string_view toString(LookupResult::State state) {
+    switch (state) {
+    case LookupResult::State::online:
+        return "online";
+    case LookupResult::State::offline:
+        return "offline";
+    case LookupResult::State::notFound:
+        return "not-found";
+    }
+    return "not-found";
+}
+
+std::string recordKeyHex(std::string_view kind, const ContactId& id) {
+    return recordKey(kind, id).toString();
+}
+
+struct Overlay::Impl : std::enable_shared_from_this<Impl> {
+    asio::io_context& io;
+    Identity identity;
+    OverlayConfig config;
+    std::shared_ptr<UdpEndpoint> endpoint;
+    std::unique_ptr<::dht::DhtRunner> runner;
+    asio::steady_timer presenceTimer;
+    asio::steady_timer nodesTimer;
+    PresenceStatus presenceStatus = PresenceStatus::online;
+    std::uint64_t presenceSequence = 0;
+    bool publishing = false;
+    bool stopping = false;
+    bool lanActive = false;
+    std::vector<std::string> bootstrapList;
+    OverlayCounters counters;
+    // Written by OpenDHT's thread through the status callback.
+    std::shared_ptr<std::atomic<int>> dhtStatus =
+        std::make_shared<std::atomic<int>>(static_cast<int>(::dht::NodeStatus::Disconnected));
+
+    Impl(asio::io_context& ioContext, Identity id, OverlayConfig cfg)
+        : io(ioContext), identity(std::move(id)), config(std::move(cfg)), presenceTimer(io),
+          nodesTimer(io) {}
+
+    ~Impl() {
+        if (runner)
+            runner->join();
+        runner.reset();
+        if (endpoint)
+            endpoint->stop();
+    }
+
+    // Runs `f` on the io_context if the overlay still exists by then.
+    template <class F> void post(F&& f) {
+        asio::post(io, [weak = weak_from_this(), f = std::forward<F>(f)]() mutable {
+            if (auto self = weak.lock())
+                f(*self);
+        });
+    }
+
+    void start();
+    void loadNodes();
+    void saveNodes();
+    void scheduleNodeSaves();
+    // OpenDHT stores our own signed values locally: the packet filter must guard them too.
+    void protectOwnValue(const ::dht::InfoHash& key, ::dht::Value::Id id,
+                         ::dht::ValueType::Id type) {
+        endpoint->trackOwnSignedValue(std::span<const std::uint8_t, 20>(key.data(), 20), id, type);
+    }
+    // Every signed publication goes through here, so that no own value is left unguarded.
+    void putSigned(const ::dht::InfoHash& key, const std::shared_ptr<::dht::Value>& value,
+                   ::dht::DoneCallback done, bool permanent = false) {
+        protectOwnValue(key, value->id, value->type);
+        runner->putSigned(key, value, std::move(done), permanent);
+    }
+    void publishCard();
+    void publishPresence(std::function<void(bool)> done = {});
+    void schedulePresence();
+    void lookup(const ContactId& id, std::chrono::milliseconds timeout, LookupCallback done);
+    void maybeFinish(const std::shared_ptr<LookupOp>& op, bool timedOut = false);
+};
+
+void Overlay::Impl::start() {
+    endpoint = std::make_shared<UdpEndpoint>(config.bindAddress, config.port);
+    lanActive = config.lanDiscovery && !endpoint->boundToLoopback();
+
+    ::dht::DhtRunner::Config cfg;
+    cfg.dht_config.node_config.network = config.network;
+    // Bounded storage keeps memory predictable; the packet filter tracks as many values.
+    cfg.dht_config.node_config.max_store_size = 16 * 1024 * 1024;
+    cfg.dht_config.id = identity.handle().id;
+    cfg.threaded = true;
+    cfg.peer_discovery = lanActive;
+    cfg.peer_publish = lanActive;
+
+    ::dht::DhtRunner::Context ctx;
+    ctx.logger = makeDhtLogger();
+    ctx.statusChangedCallback = [status = dhtStatus](::dht::NodeStatus v4, ::dht::NodeStatus v6) {
+        status->store(std::max(static_cast<int>(v4), static_cast<int>(v6)));
+    };
+    ctx.sock = std::make_unique<DhtSocket>(endpoint);
+
+    runner = std::make_unique<::dht::DhtRunner>();
+    endpoint->start();
+    runner->run(cfg, std::move(ctx));
+
+    bootstrapList = config.bootstrap;
+    if (bootstrapList.empty() && config.network == 0 && config.publicBootstrap)
+        bootstrapList.emplace_back(kPublicBootstrap);
+    for (const auto& hostPort : bootstrapList) {
+        if (auto hp = splitHostPort(hostPort))
+            runner->bootstrap(hp->first, hp->second);
+        else
+            spdlog::warn("ignoring bootstrap '{}': expected HOST:PORT", hostPort);
+    }
+    loadNodes();
+    scheduleNodeSaves();
+    spdlog::info("DHT node on UDP port {} (network {}, LAN discovery {})", endpoint->port(),
+                 config.network, lanActive ? "on" : "off");
+}
+
+void Overlay::Impl::loadNodes() {
+    if (config.nodesFile.empty())
+        return;
+    std::ifstream in(config.nodesFile);
+    if (!in)
+        return;
+    std::vector<::dht::NodeExport> nodes;
+    std::string line;
+    while (std::getline(in, line) && nodes.size() < kMaxSavedNodes) {
+        std::istringstream fields(line);
+        std::string idHex, addrText;
+        if (!(fields >> idHex >> addrText) || idHex.size() != 40)
+            continue;
+        auto addr = SocketAddress::parse(addrText);
+        if (!addr || addr->port() == 0)
+            continue;
+        ::dht::NodeExport node{};
+        node.id = ::dht::InfoHash(idHex);
+        std::memcpy(&node.ss, addr->get(), addr->length());
+        node.sslen = addr->length();
+        nodes.push_back(node);
+    }
+    if (!nodes.empty()) {
+        spdlog::debug("rejoining through {} saved nodes", nodes.size());
+        runner->bootstrap(std::move(nodes));
+    }
+}
+
+void Overlay::Impl::saveNodes() {
+    if (config.nodesFile.empty() || !runner)
+        return;
+    auto nodes = runner->exportNodes();
+    if (nodes.empty())
+        return; // keep what we had: an empty table says nothing about the network
+    std::string tmp = config.nodesFile + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        std::size_t written = 0;
+        for (const auto& node : nodes) {
+            if (written++ >= kMaxSavedNodes)
+                break;
+            SocketAddress addr(reinterpret_cast<const sockaddr*>(&node.ss), node.sslen);
+            out << node.id.toString() << ' ' << addr.toString() << '\n';
+        }
+        if (!out) {
+            spdlog::warn("cannot save known nodes to {}", tmp);
+            return;
+        }
+    }
+    ::chmod(tmp.c_str(), 0600);
+    if (std::rename(tmp.c_str(), config.nodesFile.c_str()) != 0)
+        spdlog::warn("cannot save known nodes to {}", config.nodesFile);
+}
+
+void Overlay::Impl::scheduleNodeSaves() {
+    nodesTimer.expires_after(kNodesSaveInterval);
+    nodesTimer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+        auto self = weak.lock();
+        if (ec || !self || self->stopping)
+            return;
+        self->saveNodes();
+        self->scheduleNodeSaves();
+    });
+}
+
+void Overlay::Impl::publishCard() {
+    KeyCard card;
+    card.certificate = identity.certificateDer();
+    card.name = config.name.substr(0, kMaxNameSize);
+    card.protocols = {1};
+    card.createdAt = unixMs() / 1000;
+    auto bytes = encodeKeyCard(card);
+    auto value =
+        std::make_shared<::dht::Value>(kCardType, bytes.data(), bytes.size(), kCardValueId);
+    auto key = recordKey("card", identity.contactId());
+    putSigned(
+        key, value,
+        [](bool ok, const std::vector<std::shared_ptr<::dht::Node>>&) {
+            spdlog::debug("key card published: {}", ok ? "ok" : "no node took it yet");
+        },
+        /*permanent=*/true);
+}
+
+void Overlay::Impl::publishPresence(std::function<void(bool)> done) {
+    Presence presence;
+    presence.status = presenceStatus;
+    presence.timestampMs = unixMs();
+    presence.sequence = ++presenceSequence;
+    auto bytes = encodePresence(presence);
+    auto value =
+        std::make_shared<::dht::Value>(kPresenceType, bytes.data(), bytes.size(), kPresenceValueId);
+    auto key = recordKey("presence", identity.contactId());
+    putSigned(key, value,
+              [weak = weak_from_this(), done = std::move(done)](
+                  bool ok, const std::vector<std::shared_ptr<::dht::Node>>&) mutable {
+                  if (!done)
+                      return;
+                  if (auto self = weak.lock())
+                      self->post([ok, done = std::move(done)](Impl&) { done(ok); });
+              });
+}
+
+void Overlay::Impl::schedulePresence() {
+    presenceTimer.expires_after(std::chrono::milliseconds(kPresenceRefreshMs));
+    presenceTimer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+        auto self = weak.lock();
+        if (ec || !self || self->stopping)
+            return;
+        self->publishPresence();
+        // The card is re-announced by OpenDHT; keep the filter's entry for it alive as well.
+        self->protectOwnValue(recordKey("card", self->identity.contactId()), kCardValueId,
+                              kCardType);
+        self->schedulePresence();
+    });
+}
+
+void Overlay::Impl::lookup(const ContactId& id, std::chrono::milliseconds timeout,
+                           LookupCallback done) {
+    auto op = std::make_shared<LookupOp>();
+    op->id = id;
+    op->done = std::move(done);
+    op->started = std::chrono::steady_clock::now();
+    op->timer = std::make_unique<asio::steady_timer>(io, timeout);
+    op->timer->async_wait([weak = weak_from_this(), op](const std::error_code& ec) {
+        if (auto self = weak.lock(); self && !ec)
+            self->maybeFinish(op, /*timedOut=*/true);
+    });
+    auto weak = weak_from_this();
+    auto cancelled = op->cancelled;
+
+    // Both callbacks run on OpenDHT's thread: check ownership and decode there (pure work),
+    // then move the result onto the io_context.
+    runner->get(
+        recordKey("card", id),
+        [weak, op, id, cancelled](const std::vector<std::shared_ptr<::dht::Value>>& values) {
+            for (const auto& v : values) {
+                if (v->type != kCardType)
+                    continue;
+                KeyCard card;
+                RecordError err =
+                    ownedBy(*v, id) ? decodeKeyCard(v->data, card) : RecordError::wrongOwner;
+                if (err == RecordError::ok)
+                    err = verifyKeyCard(card, id);
+                if (auto self = weak.lock())
+                    self->post([op, err, card = std::move(card)](Impl& s) mutable {
+                        if (err != RecordError::ok) {
+                            ++(err == RecordError::wrongOwner ? s.counters.recordsWrongOwner
+                                                              : s.counters.recordsMalformed);
+                            return;
+                        }
+                        ++s.counters.recordsAccepted;
+                        op->card = std::move(card);
+                        s.maybeFinish(op);
+                    });
+            }
+            return !cancelled->load();
+        },
+        [weak, op](bool) {
+            if (auto self = weak.lock())
+                self->post([op](Impl& s) {
+                    op->cardDone = true;
+                    s.maybeFinish(op);
+                });
+        });
+    runner->get(
+        recordKey("presence", id),
+        [weak, op, id, cancelled](const std::vector<std::shared_ptr<::dht::Value>>& values) {
+            for (const auto& v : values) {
+                if (v->type != kPresenceType)
+                    continue;
+                Presence presence;
+                RecordError err =
+                    ownedBy(*v, id) ? decodePresence(v->data, presence) : RecordError::wrongOwner;
+                if (auto self = weak.lock())
+                    self->post([op, err, presence](Impl& s) {
+                        if (err != RecordError::ok) {
+                            ++(err == RecordError::wrongOwner ? s.counters.recordsWrongOwner
+                                                              : s.counters.recordsMalformed);
+                            return;
+                        }
+                        if (presence.timestampMs > unixMs() + kClockSkewAllowanceMs) {
+                            ++s.counters.recordsStale;
+                            return;
+                        }
+                        ++s.counters.recordsAccepted;
+                        if (!op->presence || presence.timestampMs > op->presence->timestampMs ||
+                            (presence.timestampMs == op->presence->timestampMs &&
+                             presence.sequence > op->presence->sequence))
+                            op->presence = presence;
+                        s.maybeFinish(op);
+                    });
+            }
+            return !cancelled->load();
+        },
+        [weak, op](bool) {
+            if (auto self = weak.lock())
+                self->post([op](Impl& s) {
+                    op->presenceDone = true;
+                    s.maybeFinish(op);
+                });
+        });
+}
+
+void Overlay::Impl::maybeFinish(const std::shared_ptr<LookupOp>& op, bool timedOut) {
+    if (op->finished)
+        return;
+    bool presenceSettled = op->presence.has_value() || op->presenceDone;
+    bool cardSettled = op->card.has_value() || op->cardDone;
+    if (!timedOut && !(presenceSettled && cardSettled))
+        return;
+    op->finished = true;
+    op->cancelled->store(true);
+    op->timer->cancel();
+
+    LookupResult result;
+    result.id = op->id;
+    result.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - op->started);
+    if (op->card) {
+        result.name = op->card->name;
+        result.card = op->card;
+    }
+    if (op->presence) {
+        result.lastSeenMs = op->presence->timestampMs;
+        result.status = op->presence->status;
+    }
+    bool online = op->presence && op->presence->status != PresenceStatus::offline &&
+                  isPresenceFresh(*op->presence, unixMs());
+    if (online)
+        result.state = LookupResult::State::online;
+    else if (op->card || op->presence)
+        result.state = LookupResult::State::offline;
+    else
+        result.state = LookupResult::State::notFound;
+    auto done = std::move(op->done);
+    if (done)
+        done(result);
+}
+
+Overlay::Overlay(asio::io_context& io, Identity identity, OverlayConfig config)
+    : impl_(std::make_shared<Impl>(io, std::move(identity), std::move(config))) {}
+
+Overlay::~Overlay() = default;
+
+void Overlay::start() {
+    try {
+        impl_->start();
+    } catch (const std::system_error& e) {
+        throw std::runtime_error(e.what());
+    } catch (const ::dht::DhtException& e) {
+        throw std::runtime_error(std::string("cannot start the DHT node: ") + e.what());
+    }
+}
+
+void Overlay::publish() {
+    if (impl_->publishing)
+        return;
+    impl_->publishing = true;
+    impl_->publishCard();
+    impl_->publishPresence();
+    impl_->schedulePresence();
+}
+
+void Overlay::setPresence(PresenceStatus status) {
+    impl_->presenceStatus = status;
+    if (impl_->publishing)
+        impl_->publishPresence();
+}
+
+void Overlay::lookup(const ContactId& id, std::chrono::milliseconds timeout, LookupCallback done) {
+    impl_->lookup(id, timeout, std::move(done));
+}
+
+void Overlay::bootstrap(const std::string& hostPort) {
+    if (auto hp = splitHostPort(hostPort)) {
+        impl_->runner->bootstrap(hp->first, hp->second);
+        impl_->bootstrapList.push_back(hostPort);
+    }
+}
+
+void Overlay::shutdown(std::chrono::milliseconds budget, std::function<void()> done) {
+    auto& s = *impl_;
+    if (s.stopping)
+        return;
+    s.stopping = true;
+    s.presenceTimer.cancel();
+    s.nodesTimer.cancel();
+    auto finished = std::make_shared<bool>(false);
+    auto timer = std::make_shared<asio::steady_timer>(s.io, budget);
+    auto finish = [weak = std::weak_ptr<Impl>(impl_), finished, timer,
+                   done = std::move(done)]() mutable {
+        if (*finished)
+            return;
+        *finished = true;
+        timer->cancel();
+        if (auto self = weak.lock()) {
+            self->saveNodes();
+            if (self->runner) {
+                self->runner->shutdown({}, /*stop=*/true);
+                self->runner->join();
+            }
+            self->endpoint->stop();
+        }
+        if (done)
+            done();
+    };
+    auto shared = std::make_shared<decltype(finish)>(std::move(finish));
+    timer->async_wait([shared](const std::error_code&) { (*shared)(); });
+    if (s.publishing) {
+        s.presenceStatus = PresenceStatus::offline;
+        s.publishPresence([shared](bool) { (*shared)(); });
+    } else {
+        asio::post(s.io, [shared] { (*shared)(); });
+    }
+}
+
+OverlayStatus Overlay::status() const {
+    const auto& s = *impl_;
+    OverlayStatus st;
+    st.port = s.endpoint ? s.endpoint->port() : 0;
+    st.network = s.config.network;
+    st.lanDiscovery = s.lanActive;
+    st.bootstrap = s.bootstrapList;
+    if (!s.runner || !s.runner->isRunning()) {
+        st.state = "disconnected";
+        return st;
+    }
+    auto v4 = s.runner->getNodesStats(AF_INET);
+    auto v6 = s.runner->getNodesStats(AF_INET6);
+    st.nodes = v4.getKnownNodes() + v6.getKnownNodes();
+    st.nodesIPv6 = v6.getKnownNodes();
+    switch (static_cast<::dht::NodeStatus>(s.dhtStatus->load())) {
+    case ::dht::NodeStatus::Connected:
+        st.state = "connected";
+        break;
+    case ::dht::NodeStatus::Connecting:
+        st.state = "connecting";
+        break;
+    default:
+        st.state = "disconnected";
+    }
+    for (auto& addr : s.runner->getPublicAddressStr())
+        st.publicAddresses.push_back(addr);
+    return st;
+}
+
+const OverlayCounters& Overlay::counters() const {
+    return impl_->counters;
+}
+
+UdpEndpoint& Overlay::endpoint() {
+    return *impl_->endpoint;
+}
+
+const Identity& Overlay::identity() const {
+    return impl_->identity;
+}
+
+void Overlay::publishRawPresenceAs(const ContactId& victim, std::vector<std::uint8_t> bytes) {
+    auto value = std::make_shared<::dht::Value>(kPresenceType, bytes.data(), bytes.size(),
+                                                kPresenceValueId + 1);
+    auto key = recordKey("presence", victim);
+    impl_->putSigned(key, value, {});
+}
+
+} // namespace parley::dht

@@ -1,0 +1,116 @@
+// Overlay: this node's place in the OpenDHT network. It runs a DhtRunner over the shared
+// UdpEndpoint, publishes the key card and presence, and looks contacts up by ContactId.
+// Every method is called on the owning io_context's thread, and every callback is delivered
+// there; OpenDHT's own threads never touch Overlay state.
+#pragma once
+
+#include "contact_id.h"
+#include "identity.h"
+#include "records.h"
+#include "socket_address.h"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace asio {
+class io_context;
+}
+
+namespace parley::dht {
+
+class UdpEndpoint;
+
+inline constexpr const char* kPublicBootstrap = "bootstrap.jami.net:4222";
+
+struct OverlayConfig {
+    std::string bindAddress;            // empty: every local address
+    std::uint16_t port = 0;             // 0: ephemeral
+    std::uint32_t network = 0;          // OpenDHT network id; 0 is the public network
+    std::vector<std::string> bootstrap; // "host:port"
+    bool lanDiscovery = true;           // forced off when bound to loopback
+    bool publicBootstrap = true;        // use kPublicBootstrap on network 0 when nothing else
+    std::string nodesFile;              // known nodes, loaded at start and saved at stop
+    std::string name;                   // display name for the key card
+};
+
+struct OverlayStatus {
+    std::string state; // "connected", "connecting" or "disconnected"
+    std::uint16_t port = 0;
+    std::uint32_t network = 0;
+    unsigned nodes = 0;     // good + dubious IPv4 and IPv6 nodes in the routing table
+    unsigned nodesIPv6 = 0; // of which IPv6
+    std::vector<std::string> publicAddresses;
+    bool lanDiscovery = false;
+    std::vector<std::string> bootstrap;
+};
+
+struct LookupResult {
+    enum class State { online, offline, notFound };
+    ContactId id;
+    State state = State::notFound;
+    std::optional<std::string> name;
+    std::optional<std::int64_t> lastSeenMs; // the presence record's timestamp
+    std::optional<PresenceStatus> status;
+    std::optional<KeyCard> card;
+    std::chrono::microseconds elapsed{0};
+};
+
+std::string_view toString(LookupResult::State state);
+
+// Counts of records that readers dropped, for status output and tests.
+struct OverlayCounters {
+    std::uint64_t recordsAccepted = 0;
+    std::uint64_t recordsWrongOwner = 0;
+    std::uint64_t recordsMalformed = 0;
+    std::uint64_t recordsStale = 0;
+};
+
+class Overlay {
+public:
+    using LookupCallback = std::function<void(const LookupResult&)>;
+
+    Overlay(asio::io_context& io, Identity identity, OverlayConfig config);
+    ~Overlay();
+    Overlay(const Overlay&) = delete;
+    Overlay& operator=(const Overlay&) = delete;
+
+    // Binds the port and joins the network. Throws std::runtime_error (bind failure, ...).
+    void start();
+    // Publishes an offline presence (bounded by `budget`), saves known nodes, leaves the
+    // network, then calls `done` on the io_context.
+    void shutdown(std::chrono::milliseconds budget, std::function<void()> done);
+
+    // Publishes the key card (kept alive while running) and presence "online", refreshed
+    // every kPresenceRefreshMs.
+    void publish();
+    void setPresence(PresenceStatus status);
+
+    // Answers as soon as the records are known, or with what it has after `timeout`.
+    void lookup(const ContactId& id, std::chrono::milliseconds timeout, LookupCallback done);
+
+    // Adds a bootstrap node at run time.
+    void bootstrap(const std::string& hostPort);
+
+    OverlayStatus status() const;
+    const OverlayCounters& counters() const;
+    UdpEndpoint& endpoint();
+    const Identity& identity() const;
+
+    // For tests: publish raw signed bytes under another ContactId's presence key, as an
+    // impostor would.
+    void publishRawPresenceAs(const ContactId& victim, std::vector<std::uint8_t> bytes);
+
+private:
+    struct Impl;
+    std::shared_ptr<Impl> impl_;
+};
+
+// DHT keys of parley's records: InfoHash::get("parley/<kind>/" + hex(ContactId)), as hex.
+std::string recordKeyHex(std::string_view kind, const ContactId& id);
+
+} // namespace parley::dht

@@ -1,0 +1,273 @@
+// Key card and presence encoding, decoding and verification.
+#include "records.h"
+
+#include <gnutls/abstract.h>
+#include <gnutls/x509.h>
+#include <msgpack.hpp>
+
+namespace parley::dht {
+
+namespace {
+
+// Bounds for msgpack's unpacker: records are small, so anything bigger is hostile.
+msgpack::unpack_limit recordLimits() {
+    return msgpack::unpack_limit(/*array*/ 64, /*map*/ 32, /*str*/ 4096, /*bin*/ 8192,
+                                 /*ext*/ 0, /*depth*/ 4);
+}
+
+bool unpackMap(std::span<const std::uint8_t> bytes, msgpack::object_handle& handle) {
+    try {
+        handle = msgpack::unpack(reinterpret_cast<const char*>(bytes.data()), bytes.size(), nullptr,
+                                 nullptr, recordLimits());
+    } catch (const std::exception&) {
+        return false;
+    }
+    return handle.get().type == msgpack::type::MAP;
+}
+
+bool keyIs(const msgpack::object& key, std::string_view name) {
+    return key.type == msgpack::type::STR &&
+           std::string_view(key.via.str.ptr, key.via.str.size) == name;
+}
+
+bool readUint(const msgpack::object& o, std::uint64_t& out) {
+    if (o.type != msgpack::type::POSITIVE_INTEGER)
+        return false;
+    out = o.via.u64;
+    return true;
+}
+
+bool readInt(const msgpack::object& o, std::int64_t& out) {
+    if (o.type == msgpack::type::POSITIVE_INTEGER) {
+        if (o.via.u64 > static_cast<std::uint64_t>(INT64_MAX))
+            return false;
+        out = static_cast<std::int64_t>(o.via.u64);
+        return true;
+    }
+    if (o.type == msgpack::type::NEGATIVE_INTEGER) {
+        out = o.via.i64;
+        return true;
+    }
+    return false;
+}
+
+// Checks the major version field common to every record.
+RecordError checkVersion(const msgpack::object& map) {
+    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+        const auto& kv = map.via.map.ptr[i];
+        if (keyIs(kv.key, "v")) {
+            std::uint64_t v = 0;
+            if (!readUint(kv.val, v))
+                return RecordError::malformed;
+            return v == kRecordVersion ? RecordError::ok : RecordError::unsupportedVersion;
+        }
+    }
+    return RecordError::malformed;
+}
+
+bool validUtf8(std::string_view s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        auto c = static_cast<unsigned char>(s[i]);
+        std::size_t len = c < 0x80           ? 1
+                          : (c >> 5) == 0x6  ? 2
+                          : (c >> 4) == 0xe  ? 3
+                          : (c >> 3) == 0x1e ? 4
+                                             : 0;
+        if (len == 0 || i + len > s.size())
+            return false;
+        for (std::size_t k = 1; k < len; ++k)
+            if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
+                return false;
+        i += len;
+    }
+    return true;
+}
+
+} // namespace
+
+std::string_view describe(RecordError error) {
+    switch (error) {
+    case RecordError::ok:
+        return "ok";
+    case RecordError::tooLarge:
+        return "record too large";
+    case RecordError::malformed:
+        return "malformed record";
+    case RecordError::unsupportedVersion:
+        return "unsupported record version";
+    case RecordError::invalidField:
+        return "record field out of range";
+    case RecordError::wrongOwner:
+        return "record not owned by the contact it claims";
+    }
+    return "unknown record error";
+}
+
+std::string_view toString(PresenceStatus status) {
+    switch (status) {
+    case PresenceStatus::online:
+        return "online";
+    case PresenceStatus::away:
+        return "away";
+    case PresenceStatus::offline:
+        return "offline";
+    }
+    return "offline";
+}
+
+std::vector<std::uint8_t> encodeKeyCard(const KeyCard& card) {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(5);
+    pk.pack("v");
+    pk.pack(kRecordVersion);
+    pk.pack("cert");
+    pk.pack_bin(static_cast<std::uint32_t>(card.certificate.size()));
+    pk.pack_bin_body(reinterpret_cast<const char*>(card.certificate.data()),
+                     static_cast<std::uint32_t>(card.certificate.size()));
+    pk.pack("name");
+    pk.pack(card.name);
+    pk.pack("proto");
+    pk.pack(card.protocols);
+    pk.pack("t");
+    pk.pack(card.createdAt);
+    return {buf.data(), buf.data() + buf.size()};
+}
+
+RecordError decodeKeyCard(std::span<const std::uint8_t> bytes, KeyCard& out) {
+    if (bytes.size() > kMaxCardSize)
+        return RecordError::tooLarge;
+    msgpack::object_handle handle;
+    if (!unpackMap(bytes, handle))
+        return RecordError::malformed;
+    const auto& map = handle.get();
+    if (auto err = checkVersion(map); err != RecordError::ok)
+        return err;
+    KeyCard card;
+    bool haveCert = false;
+    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+        const auto& [key, val] = map.via.map.ptr[i];
+        if (keyIs(key, "cert")) {
+            if (val.type != msgpack::type::BIN)
+                return RecordError::malformed;
+            if (val.via.bin.size == 0 || val.via.bin.size > kMaxCertificateSize)
+                return RecordError::invalidField;
+            card.certificate.assign(val.via.bin.ptr, val.via.bin.ptr + val.via.bin.size);
+            haveCert = true;
+        } else if (keyIs(key, "name")) {
+            if (val.type != msgpack::type::STR)
+                return RecordError::malformed;
+            std::string_view name(val.via.str.ptr, val.via.str.size);
+            if (name.size() > kMaxNameSize || !validUtf8(name))
+                return RecordError::invalidField;
+            card.name = name;
+        } else if (keyIs(key, "proto")) {
+            if (val.type != msgpack::type::ARRAY)
+                return RecordError::malformed;
+            if (val.via.array.size > kMaxProtocols)
+                return RecordError::invalidField;
+            for (std::uint32_t k = 0; k < val.via.array.size; ++k) {
+                std::uint64_t p = 0;
+                if (!readUint(val.via.array.ptr[k], p) || p > UINT32_MAX)
+                    return RecordError::malformed;
+                card.protocols.push_back(static_cast<std::uint32_t>(p));
+            }
+        } else if (keyIs(key, "t")) {
+            if (!readInt(val, card.createdAt))
+                return RecordError::malformed;
+        }
+        // Unknown keys are ignored: a minor revision may add fields.
+    }
+    if (!haveCert)
+        return RecordError::malformed;
+    out = std::move(card);
+    return RecordError::ok;
+}
+
+RecordError verifyKeyCard(const KeyCard& card, const ContactId& owner) {
+    gnutls_x509_crt_t crt = nullptr;
+    gnutls_pubkey_t pub = nullptr;
+    RecordError result = RecordError::wrongOwner;
+    if (gnutls_x509_crt_init(&crt) != GNUTLS_E_SUCCESS)
+        return RecordError::invalidField;
+    gnutls_datum_t datum{const_cast<unsigned char*>(card.certificate.data()),
+                         static_cast<unsigned>(card.certificate.size())};
+    gnutls_datum_t der{};
+    if (gnutls_x509_crt_import(crt, &datum, GNUTLS_X509_FMT_DER) != GNUTLS_E_SUCCESS) {
+        result = RecordError::invalidField;
+    } else if (gnutls_pubkey_init(&pub) == GNUTLS_E_SUCCESS &&
+               gnutls_pubkey_import_x509(pub, crt, 0) == GNUTLS_E_SUCCESS &&
+               gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &der) == GNUTLS_E_SUCCESS) {
+        auto id = ContactId::ofPublicKeyDer({der.data, der.size});
+        result = id == owner ? RecordError::ok : RecordError::wrongOwner;
+        gnutls_free(der.data);
+    } else {
+        result = RecordError::invalidField;
+    }
+    if (pub)
+        gnutls_pubkey_deinit(pub);
+    gnutls_x509_crt_deinit(crt);
+    return result;
+}
+
+std::vector<std::uint8_t> encodePresence(const Presence& presence) {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(4);
+    pk.pack("v");
+    pk.pack(kRecordVersion);
+    pk.pack("s");
+    pk.pack(static_cast<std::uint8_t>(presence.status));
+    pk.pack("t");
+    pk.pack(presence.timestampMs);
+    pk.pack("q");
+    pk.pack(presence.sequence);
+    return {buf.data(), buf.data() + buf.size()};
+}
+
+RecordError decodePresence(std::span<const std::uint8_t> bytes, Presence& out) {
+    if (bytes.size() > kMaxPresenceSize)
+        return RecordError::tooLarge;
+    msgpack::object_handle handle;
+    if (!unpackMap(bytes, handle))
+        return RecordError::malformed;
+    const auto& map = handle.get();
+    if (auto err = checkVersion(map); err != RecordError::ok)
+        return err;
+    Presence presence;
+    bool haveStatus = false, haveTime = false;
+    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+        const auto& [key, val] = map.via.map.ptr[i];
+        if (keyIs(key, "s")) {
+            std::uint64_t s = 0;
+            if (!readUint(val, s))
+                return RecordError::malformed;
+            if (s < 1 || s > 3)
+                return RecordError::invalidField;
+            presence.status = static_cast<PresenceStatus>(s);
+            haveStatus = true;
+        } else if (keyIs(key, "t")) {
+            if (!readInt(val, presence.timestampMs))
+                return RecordError::malformed;
+            if (presence.timestampMs < 0)
+                return RecordError::invalidField;
+            haveTime = true;
+        } else if (keyIs(key, "q")) {
+            if (!readUint(val, presence.sequence))
+                return RecordError::malformed;
+        }
+    }
+    if (!haveStatus || !haveTime)
+        return RecordError::malformed;
+    out = presence;
+    return RecordError::ok;
+}
+
+bool isPresenceFresh(const Presence& presence, std::int64_t nowMs) {
+    if (presence.timestampMs > nowMs + kClockSkewAllowanceMs)
+        return false;
+    return nowMs - presence.timestampMs <= kPresenceStaleAfterMs;
+}
+
+} // namespace parley::dht

@@ -1,0 +1,251 @@
+// UdpEndpoint: sockets, the receive thread, demultiplexing and the DHT filter.
+#include "udp_endpoint.h"
+
+#include "dht_packet_filter.h"
+
+#include <array>
+#include <cerrno>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace parley::dht {
+
+namespace {
+
+constexpr std::size_t kMaxDatagram = 64 * 1024;
+
+std::system_error sysError(const std::string& what) {
+    return std::system_error(errno, std::generic_category(), what);
+}
+
+int openBound(SocketAddress& addr) {
+    int fd = ::socket(addr.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        throw sysError("cannot create UDP socket");
+    if (addr.family() == AF_INET6) {
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    int size = 1 << 21;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    if (::bind(fd, addr.get(), addr.length()) != 0) {
+        auto err = sysError("cannot bind UDP " + addr.toString());
+        ::close(fd);
+        throw err;
+    }
+    socklen_t len = sizeof(sockaddr_storage);
+    ::getsockname(fd, addr.get(), &len);
+    addr.setLength(len);
+    return fd;
+}
+
+} // namespace
+
+DatagramKind classifyDatagram(std::span<const std::uint8_t> datagram) {
+    if (datagram.empty())
+        return DatagramKind::unknown;
+    std::uint8_t b = datagram[0];
+    if (b >= 0x80 && b <= 0x8f)
+        return DatagramKind::dht;
+    if (b & 0x40)
+        return DatagramKind::quic;
+    return DatagramKind::unknown;
+}
+
+UdpEndpoint::UdpEndpoint(const std::string& bindAddress, std::uint16_t port)
+    : filter_(std::make_unique<DhtPacketFilter>()) {
+    if (bindAddress.empty()) {
+        bound4_ = *SocketAddress::parse("0.0.0.0", port);
+        fd4_ = openBound(bound4_);
+        port_ = bound4_.port();
+        bound6_ = *SocketAddress::parse("::", port_);
+        try {
+            fd6_ = openBound(bound6_);
+        } catch (const std::system_error&) {
+            bound6_ = {}; // no IPv6 on this host: IPv4 alone is fine
+        }
+    } else {
+        auto addr = SocketAddress::parse(bindAddress, port);
+        if (!addr)
+            throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                                    "not a numeric IP address: " + bindAddress);
+        if (addr->family() == AF_INET) {
+            bound4_ = *addr;
+            fd4_ = openBound(bound4_);
+            port_ = bound4_.port();
+        } else {
+            bound6_ = *addr;
+            fd6_ = openBound(bound6_);
+            port_ = bound6_.port();
+        }
+    }
+    int pipefd[2];
+    if (::pipe2(pipefd, O_NONBLOCK | O_CLOEXEC) != 0)
+        throw sysError("cannot create wake-up pipe");
+    wakeRead_ = pipefd[0];
+    wakeWrite_ = pipefd[1];
+}
+
+UdpEndpoint::~UdpEndpoint() {
+    stop();
+    for (int fd : {fd4_, fd6_, wakeRead_, wakeWrite_})
+        if (fd >= 0)
+            ::close(fd);
+}
+
+bool UdpEndpoint::boundToLoopback() const {
+    bool v4 = fd4_ < 0 || bound4_.isLoopback();
+    bool v6 = fd6_ < 0 || bound6_.isLoopback();
+    return v4 && v6;
+}
+
+void UdpEndpoint::setDhtHandler(Handler handler) {
+    std::lock_guard lock(handlerMutex_);
+    dhtHandler_ = std::move(handler);
+}
+
+void UdpEndpoint::setOtherHandler(Handler handler) {
+    std::lock_guard lock(handlerMutex_);
+    otherHandler_ = std::move(handler);
+}
+
+void UdpEndpoint::start() {
+    if (running_.exchange(true))
+        return;
+    thread_ = std::thread([this] { receiveLoop(); });
+}
+
+void UdpEndpoint::stop() {
+    if (!running_.exchange(false))
+        return;
+    std::uint8_t b = 1;
+    [[maybe_unused]] auto n = ::write(wakeWrite_, &b, 1);
+    if (thread_.joinable())
+        thread_.join();
+}
+
+int UdpEndpoint::send(const SocketAddress& to, std::span<const std::uint8_t> data) {
+    int fd = to.family() == AF_INET6 ? fd6_ : fd4_;
+    if (fd < 0) {
+        std::lock_guard lock(statsMutex_);
+        ++stats_.sendErrors;
+        return EAFNOSUPPORT;
+    }
+    auto n = ::sendto(fd, data.data(), data.size(), MSG_DONTWAIT, to.get(), to.length());
+    if (n < 0) {
+        int err = errno;
+        std::lock_guard lock(statsMutex_);
+        ++stats_.sendErrors;
+        return err;
+    }
+    return 0;
+}
+
+int UdpEndpoint::sendDht(const SocketAddress& to, std::span<const std::uint8_t> data) {
+    {
+        std::lock_guard lock(filterMutex_);
+        filter_->onOutbound(data, to.toString(), DhtPacketFilter::Clock::now());
+    }
+    {
+        std::lock_guard lock(statsMutex_);
+        ++stats_.dhtOut;
+    }
+    return send(to, data);
+}
+
+int UdpEndpoint::sendOther(const SocketAddress& to, std::span<const std::uint8_t> data) {
+    {
+        std::lock_guard lock(statsMutex_);
+        ++stats_.otherOut;
+    }
+    return send(to, data);
+}
+
+void UdpEndpoint::trackOwnSignedValue(std::span<const std::uint8_t, 20> key, std::uint64_t valueId,
+                                      std::uint16_t type) {
+    std::lock_guard lock(filterMutex_);
+    filter_->trackOwnSignedValue(key, valueId, type, DhtPacketFilter::Clock::now());
+}
+
+UdpEndpoint::Stats UdpEndpoint::stats() const {
+    std::lock_guard lock(statsMutex_);
+    return stats_;
+}
+
+void UdpEndpoint::receiveLoop() {
+    while (running_) {
+        std::array<pollfd, 3> fds{};
+        nfds_t n = 0;
+        fds[n++] = {wakeRead_, POLLIN, 0};
+        if (fd4_ >= 0)
+            fds[n++] = {fd4_, POLLIN, 0};
+        if (fd6_ >= 0)
+            fds[n++] = {fd6_, POLLIN, 0};
+        int rc = ::poll(fds.data(), n, -1);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (fds[0].revents)
+            break;
+        for (nfds_t i = 1; i < n; ++i)
+            if (fds[i].revents & POLLIN)
+                receiveFrom(fds[i].fd);
+    }
+}
+
+void UdpEndpoint::receiveFrom(int fd) {
+    static thread_local std::array<std::uint8_t, kMaxDatagram> buf;
+    for (int budget = 256; budget > 0; --budget) {
+        SocketAddress from;
+        socklen_t len = sizeof(sockaddr_storage);
+        auto n = ::recvfrom(fd, buf.data(), buf.size(), MSG_DONTWAIT, from.get(), &len);
+        if (n < 0)
+            return; // EAGAIN, or an ICMP error surfaced on the socket: nothing to read
+        from.setLength(len);
+        std::span<const std::uint8_t> datagram(buf.data(), static_cast<std::size_t>(n));
+        switch (classifyDatagram(datagram)) {
+        case DatagramKind::dht: {
+            bool pass;
+            {
+                std::lock_guard lock(filterMutex_);
+                pass =
+                    filter_->onInbound(datagram, from.toString(), DhtPacketFilter::Clock::now()) ==
+                    DhtPacketFilter::Verdict::pass;
+            }
+            {
+                std::lock_guard lock(statsMutex_);
+                ++(pass ? stats_.dhtIn : stats_.droppedByFilter);
+            }
+            if (pass) {
+                std::lock_guard lock(handlerMutex_);
+                if (dhtHandler_)
+                    dhtHandler_(datagram, from);
+            }
+            break;
+        }
+        case DatagramKind::quic: {
+            {
+                std::lock_guard lock(statsMutex_);
+                ++stats_.otherIn;
+            }
+            std::lock_guard lock(handlerMutex_);
+            if (otherHandler_)
+                otherHandler_(datagram, from);
+            break;
+        }
+        case DatagramKind::unknown: {
+            std::lock_guard lock(statsMutex_);
+            ++stats_.droppedUnknown;
+            break;
+        }
+        }
+    }
+}
+
+} // namespace parley::dht

@@ -1,0 +1,259 @@
+// Node: wiring of overlay, control API, events and the node thread.
+#include "node.h"
+
+#include "control_server.h"
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <spdlog/spdlog.h>
+#include <thread>
+#include <unistd.h>
+
+namespace parley::node {
+
+using nlohmann::json;
+
+nlohmann::json lookupToJson(const dht::LookupResult& r) {
+    json j;
+    j["id"] = r.id.toHex();
+    j["state"] = dht::toString(r.state);
+    j["name"] = r.name ? json(*r.name) : json(nullptr);
+    j["last_seen"] = r.lastSeenMs ? json(*r.lastSeenMs / 1000) : json(nullptr);
+    j["status"] = r.status ? json(dht::toString(*r.status)) : json(nullptr);
+    j["elapsed_ms"] = static_cast<double>(r.elapsed.count()) / 1000.0;
+    return j;
+}
+
+struct Node::Impl {
+    NodeOptions options;
+    asio::io_context io;
+    asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+    std::unique_ptr<dht::Overlay> overlay;
+    std::unique_ptr<ControlServer> control;
+    asio::steady_timer stateTimer{io};
+    std::string lastDhtState;
+    std::thread thread;
+    std::chrono::steady_clock::time_point startedAt;
+    dht::ContactId id;
+    std::uint16_t port = 0;
+    bool started = false, stopped = false;
+
+    std::mutex stopMutex;
+    std::condition_variable stopCv;
+    bool stopRequested = false;
+
+    void registerMethods(Node& node);
+    void watchDhtState();
+    json statusJson();
+};
+
+json Node::Impl::statusJson() {
+    auto st = overlay->status();
+    json dhtJson = {{"state", st.state},
+                    {"port", st.port},
+                    {"network", st.network},
+                    {"nodes", st.nodes},
+                    {"nodes_ipv6", st.nodesIPv6},
+                    {"lan_discovery", st.lanDiscovery},
+                    {"bootstrap", st.bootstrap},
+                    {"public_address",
+                     st.publicAddresses.empty() ? json(nullptr) : json(st.publicAddresses.front())},
+                    {"public_addresses", st.publicAddresses}};
+    const auto& c = overlay->counters();
+    return {{"id", id.toHex()},
+            {"name", overlay->identity().name()},
+            {"version", PARLEY_VERSION},
+            {"pid", ::getpid()},
+            {"profile", options.profileDir.string()},
+            {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::steady_clock::now() - startedAt)
+                             .count()},
+            {"dht", dhtJson},
+            {"records",
+             {{"accepted", c.recordsAccepted},
+              {"wrong_owner", c.recordsWrongOwner},
+              {"malformed", c.recordsMalformed},
+              {"stale", c.recordsStale}}}};
+}
+
+void Node::Impl::watchDhtState() {
+    stateTimer.expires_after(std::chrono::milliseconds(500));
+    stateTimer.async_wait([this](const std::error_code& ec) {
+        if (ec || stopped)
+            return;
+        auto st = overlay->status();
+        if (st.state != lastDhtState) {
+            spdlog::info("DHT {} ({} nodes)", st.state, st.nodes);
+            lastDhtState = st.state;
+            if (control)
+                control->broadcast(
+                    {{"type", "dht.state"}, {"state", st.state}, {"nodes", st.nodes}});
+        }
+        watchDhtState();
+    });
+}
+
+void Node::Impl::registerMethods(Node& node) {
+    control->on("status",
+                [this](const json&, const ControlServer::Reply& reply) { reply.ok(statusJson()); });
+    control->on("lookup", [this](const json& params, const ControlServer::Reply& reply) {
+        auto idText = params.value("id", std::string());
+        auto target = dht::ContactId::parse(idText);
+        if (!target) {
+            reply.error(rpc::kInvalidParams,
+                        "not a contact id: expected 64 hexadecimal characters, got '" +
+                            idText.substr(0, 80) + "'");
+            return;
+        }
+        double timeoutS = params.value("timeout", 10.0);
+        if (!(timeoutS > 0 && timeoutS <= 300)) {
+            reply.error(rpc::kInvalidParams, "timeout must be between 0 and 300 seconds");
+            return;
+        }
+        overlay->lookup(*target, std::chrono::milliseconds(static_cast<long>(timeoutS * 1000)),
+                        [reply](const dht::LookupResult& r) { reply.ok(lookupToJson(r)); });
+    });
+    control->on("subscribe", [this](const json&, const ControlServer::Reply& reply) {
+        reply.subscribe();
+        reply.ok({{"subscribed", true}, {"dht_state", overlay->status().state}});
+    });
+    control->on("bootstrap", [this](const json& params, const ControlServer::Reply& reply) {
+        auto address = params.at("address").get<std::string>();
+        if (!dht::splitHostPort(address)) {
+            reply.error(rpc::kInvalidParams, "expected HOST:PORT, got '" + address + "'");
+            return;
+        }
+        overlay->bootstrap(address);
+        reply.ok({{"bootstrapping", address}});
+    });
+    control->on("shutdown", [this, &node](const json&, const ControlServer::Reply& reply) {
+        reply.ok({{"stopping", true}});
+        if (control)
+            control->broadcast({{"type", "node.stopping"}});
+        node.requestStop();
+    });
+}
+
+Node::Node(NodeOptions options, dht::Identity identity) : impl_(std::make_unique<Impl>()) {
+    impl_->options = std::move(options);
+    impl_->id = identity.contactId();
+    impl_->overlay =
+        std::make_unique<dht::Overlay>(impl_->io, std::move(identity), impl_->options.overlay);
+}
+
+Node::~Node() {
+    try {
+        stop(std::chrono::milliseconds(500));
+    } catch (const std::exception& e) {
+        spdlog::error("error while stopping the node: {}", e.what());
+    }
+}
+
+void Node::start() {
+    auto& s = *impl_;
+    if (s.started)
+        return;
+    s.startedAt = std::chrono::steady_clock::now();
+    s.overlay->start(); // on this thread: the io thread does not run yet
+    s.port = s.overlay->status().port;
+    if (s.options.controlSocket) {
+        s.control = std::make_unique<ControlServer>(s.io, s.options.profileDir / "control.sock");
+        s.registerMethods(*this);
+        try {
+            s.control->start();
+        } catch (...) {
+            s.control.reset();
+            s.overlay.reset();
+            throw;
+        }
+    }
+    if (s.options.publish)
+        s.overlay->publish();
+    s.watchDhtState();
+    s.started = true;
+    s.thread = std::thread([this] {
+        try {
+            impl_->io.run();
+        } catch (const std::exception& e) {
+            spdlog::critical("node loop stopped: {}", e.what());
+        }
+    });
+}
+
+void Node::stop(std::chrono::milliseconds budget) {
+    auto& s = *impl_;
+    if (!s.started || s.stopped)
+        return;
+    std::promise<void> done;
+    auto future = done.get_future();
+    asio::post(s.io, [&s, &done, budget] {
+        s.stopped = true;
+        s.stateTimer.cancel();
+        if (s.control)
+            s.control->stop();
+        s.overlay->shutdown(budget, [&done] { done.set_value(); });
+    });
+    // The overlay bounds its own shutdown; the extra margin covers a stuck OpenDHT join.
+    if (future.wait_for(budget + std::chrono::seconds(5)) != std::future_status::ready)
+        spdlog::warn("DHT shutdown did not finish in time");
+    s.work.reset();
+    s.io.stop();
+    if (s.thread.joinable())
+        s.thread.join();
+    s.control.reset();
+    s.overlay.reset();
+    requestStop();
+}
+
+void Node::requestStop() {
+    {
+        std::lock_guard lock(impl_->stopMutex);
+        impl_->stopRequested = true;
+    }
+    impl_->stopCv.notify_all();
+}
+
+bool Node::waitForStopRequest(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(impl_->stopMutex);
+    return impl_->stopCv.wait_for(lock, timeout, [this] { return impl_->stopRequested; });
+}
+
+dht::ContactId Node::id() const {
+    return impl_->id;
+}
+
+std::uint16_t Node::port() const {
+    return impl_->port;
+}
+
+dht::LookupResult Node::lookup(const dht::ContactId& id, std::chrono::milliseconds timeout) {
+    auto promise = std::make_shared<std::promise<dht::LookupResult>>();
+    auto future = promise->get_future();
+    post([this, id, timeout, promise] {
+        impl_->overlay->lookup(id, timeout,
+                               [promise](const dht::LookupResult& r) { promise->set_value(r); });
+    });
+    return future.get();
+}
+
+nlohmann::json Node::status() {
+    return call([this] { return impl_->statusJson(); });
+}
+
+void Node::bootstrap(const std::string& hostPort) {
+    call([this, hostPort] { impl_->overlay->bootstrap(hostPort); });
+}
+
+dht::Overlay& Node::overlay() {
+    return *impl_->overlay;
+}
+
+void Node::post(std::function<void()> f) {
+    asio::post(impl_->io, std::move(f));
+}
+
+} // namespace parley::node

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The real `parley` binary, driven as a person would: init, id, up, status, lookup, down,
+# passphrases right and wrong, a second init, bad arguments and their exit codes.
+# Everything stays on 127.0.0.1 with a random private network id.
+set -u
+PARLEY=${1:?usage: test_cli.sh PATH_TO_PARLEY}
+WORK=$(mktemp -d /tmp/parley-cli.XXXXXX)
+NET=$(( (RANDOM << 15 | RANDOM) + 1 ))
+failures=0
+passes=0
+
+cleanup() {
+    for p in "$WORK"/*/; do
+        [ -S "$p/control.sock" ] && "$PARLEY" --profile "$p" down --timeout 5 >/dev/null 2>&1
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+check() { # check "description" expected_exit command...
+    local what=$1 want=$2
+    shift 2
+    "$@" >"$WORK/out" 2>"$WORK/err"
+    local got=$?
+    if [ "$got" -eq "$want" ]; then
+        passes=$((passes + 1))
+    else
+        failures=$((failures + 1))
+        echo "FAIL: $what: exit $got, expected $want"
+        sed 's/^/  stdout: /' "$WORK/out" | head -5
+        sed 's/^/  stderr: /' "$WORK/err" | head -5
+    fi
+}
+expect_in() { # expect_in "description" file pattern
+    if grep -qE -- "$3" "$2"; then
+        passes=$((passes + 1))
+    else
+        failures=$((failures + 1))
+        echo "FAIL: $1: '$3' not in $2:"
+        head -5 "$2" | sed 's/^/  /'
+    fi
+}
+json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$@"; }
+
+A="$WORK/alice"
+B="$WORK/bob"
+C="$WORK/carol"
+
+# init
+check "init alice" 0 "$PARLEY" --profile "$A" init --name Alice --key-bits 2048
+ALICE=$(cat "$WORK/out")
+expect_in "init prints a contact id" "$WORK/out" '^[0-9a-f]{64}$'
+[ "$(stat -c %a "$A")" = 700 ] && [ "$(stat -c %a "$A/identity.key")" = 600 ] ||
+    { failures=$((failures + 1)); echo "FAIL: profile permissions"; }
+check "second init refuses" 1 "$PARLEY" --profile "$A" init --name Again --key-bits 2048
+expect_in "second init says why" "$WORK/err" "refusing to overwrite"
+check "id" 0 "$PARLEY" --profile "$A" id
+[ "$(cat "$WORK/out")" = "$ALICE" ] || { failures=$((failures + 1)); echo "FAIL: id differs from init"; }
+check "id --qr" 0 "$PARLEY" --profile "$A" id --qr
+[ "$(wc -l <"$WORK/out")" -gt 10 ] || { failures=$((failures + 1)); echo "FAIL: no QR code drawn"; }
+check "id --json" 0 "$PARLEY" --profile "$A" id --json
+[ "$(json_field "$WORK/out" "['id']")" = "$ALICE" ] || { failures=$((failures + 1)); echo "FAIL: id --json"; }
+PARLEY_PROFILE="$A" check "PARLEY_PROFILE is honoured" 0 "$PARLEY" id
+
+# bob has an encrypted key
+check "init bob with passphrase" 0 env PARLEY_PASSPHRASE=hunter2 "$PARLEY" --profile "$B" init --name Bob --key-bits 2048
+BOB=$(cat "$WORK/out")
+grep -q "ENCRYPTED PRIVATE KEY" "$B/identity.key" || { failures=$((failures + 1)); echo "FAIL: bob's key not encrypted"; }
+echo "wrong" >"$WORK/wrong.txt"
+check "wrong passphrase" 1 "$PARLEY" --profile "$B" --passphrase-file "$WORK/wrong.txt" up --bind 127.0.0.1 --network $NET
+expect_in "wrong passphrase message" "$WORK/err" "wrong passphrase"
+check "no passphrase, no terminal" 1 env -u PARLEY_PASSPHRASE setsid "$PARLEY" --profile "$B" daemon --bind 127.0.0.1 --network $NET </dev/null
+expect_in "passphrase required message" "$WORK/err" "passphrase"
+
+# daemon not running
+check "status without daemon" 3 "$PARLEY" --profile "$A" status
+expect_in "how to start" "$WORK/err" "parley up"
+check "down without daemon" 3 "$PARLEY" --profile "$A" down
+
+# up / status
+check "up alice" 0 "$PARLEY" --profile "$A" up --bind 127.0.0.1 --network $NET --log-level debug
+check "up alice again is fine" 0 "$PARLEY" --profile "$A" up --bind 127.0.0.1 --network $NET
+[ "$(stat -c %a "$A/control.sock")" = 600 ] || { failures=$((failures + 1)); echo "FAIL: control.sock mode"; }
+check "status --json" 0 "$PARLEY" --profile "$A" status --json
+PORT_A=$(json_field "$WORK/out" "['dht']['port']")
+[ "$(json_field "$WORK/out" "['id']")" = "$ALICE" ] || { failures=$((failures + 1)); echo "FAIL: status id"; }
+[ "$(json_field "$WORK/out" "['dht']['network']")" = "$NET" ] || { failures=$((failures + 1)); echo "FAIL: status network"; }
+[ "$(json_field "$WORK/out" "['name']")" = "Alice" ] || { failures=$((failures + 1)); echo "FAIL: status name"; }
+check "status for people" 0 "$PARLEY" --profile "$A" status
+expect_in "status shows dht line" "$WORK/out" "^dht: "
+echo "hunter2" >"$WORK/right.txt"
+check "up bob with the passphrase file" 0 "$PARLEY" --profile "$B" --passphrase-file "$WORK/right.txt" up --bind 127.0.0.1 --network $NET --bootstrap 127.0.0.1:$PORT_A
+
+# lookups
+ok=0
+for _ in $(seq 1 50); do
+    "$PARLEY" --profile "$B" lookup "$ALICE" --timeout 3 --json >"$WORK/lookup" 2>"$WORK/err" &&
+        [ "$(json_field "$WORK/lookup" "['state']")" = online ] && { ok=1; break; }
+    sleep 0.2
+done
+[ $ok = 1 ] && passes=$((passes + 1)) || { failures=$((failures + 1)); echo "FAIL: bob cannot find alice online"; cat "$WORK/lookup" "$WORK/err"; }
+[ "$(json_field "$WORK/lookup" "['name']")" = Alice ] || { failures=$((failures + 1)); echo "FAIL: lookup name"; }
+check "lookup for people" 0 "$PARLEY" --profile "$B" lookup "$ALICE"
+expect_in "lookup shows state" "$WORK/out" "state: +online"
+check "lookup upper case id" 0 "$PARLEY" --profile "$B" lookup "$(echo "$ALICE" | tr a-f A-F)" --json
+check "lookup of a never-existing id" 0 "$PARLEY" --profile "$B" lookup "$(printf '%064d' 7)" --timeout 2 --json
+[ "$(json_field "$WORK/out" "['state']")" = not-found ] || { failures=$((failures + 1)); echo "FAIL: not-found"; }
+[ "$(json_field "$WORK/out" "['last_seen']")" = None ] || { failures=$((failures + 1)); echo "FAIL: not-found last_seen"; }
+
+# bad arguments
+check "malformed contact id" 2 "$PARLEY" --profile "$B" lookup abc
+expect_in "malformed id message" "$WORK/err" "64 hexadecimal"
+check "unknown command" 2 "$PARLEY" frobnicate
+check "missing argument" 2 "$PARLEY" --profile "$B" lookup
+check "bad key size" 2 "$PARLEY" --profile "$C" init --key-bits 512
+check "bad log level" 2 "$PARLEY" --profile "$A" daemon --log-level loud --network $NET
+check "bad bootstrap" 2 "$PARLEY" --profile "$C" up --bootstrap nohostport --network $NET
+check "--help" 0 "$PARLEY" --help
+expect_in "help lists commands" "$WORK/out" "lookup"
+check "lookup --help" 0 "$PARLEY" lookup --help
+check "no identity yet" 1 "$PARLEY" --profile "$C" up --network $NET --bind 127.0.0.1
+
+# graceful stop: alice shows offline at once
+check "down alice" 0 "$PARLEY" --profile "$A" down
+check "status after down" 3 "$PARLEY" --profile "$A" status
+check "lookup after down" 0 "$PARLEY" --profile "$B" lookup "$ALICE" --timeout 5 --json
+[ "$(json_field "$WORK/out" "['state']")" = offline ] || { failures=$((failures + 1)); echo "FAIL: alice not offline after down"; cat "$WORK/out"; }
+[ -s "$A/nodes.txt" ] || { failures=$((failures + 1)); echo "FAIL: known nodes not saved"; }
+
+# a foreground daemon stops cleanly on SIGTERM
+"$PARLEY" --profile "$A" daemon --bind 127.0.0.1 --network $NET >"$WORK/fg.log" 2>&1 &
+FG=$!
+for _ in $(seq 1 100); do [ -S "$A/control.sock" ] && break; sleep 0.05; done
+start=$(date +%s%N)
+kill -TERM $FG
+wait $FG
+rc=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+if [ $rc -eq 0 ] && [ $ms -lt 8000 ]; then passes=$((passes + 1)); else failures=$((failures + 1)); echo "FAIL: SIGTERM: exit $rc after $ms ms"; tail -5 "$WORK/fg.log"; fi
+[ ! -e "$A/control.sock" ] || { failures=$((failures + 1)); echo "FAIL: control.sock left behind"; }
+
+check "down bob" 0 "$PARLEY" --profile "$B" down
+
+echo "cli: $passes passed, $failures failed"
+[ $failures -eq 0 ]

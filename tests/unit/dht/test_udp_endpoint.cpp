@@ -1,0 +1,87 @@
+// The shared UDP socket: first-byte demultiplexing, on a real loopback socket.
+#include "dht/udp_endpoint.h"
+#include "support/test_support.h"
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <mutex>
+
+using namespace parley::dht;
+
+TEST_CASE("datagrams are classified by their first byte") {
+    auto kind = [](std::uint8_t b) { return classifyDatagram(std::vector<std::uint8_t>{b, 0}); };
+    CHECK(classifyDatagram({}) == DatagramKind::unknown);
+    for (int b = 0x80; b <= 0x8f; ++b)
+        CHECK(kind(static_cast<std::uint8_t>(b)) == DatagramKind::dht);
+    CHECK(kind(0x40) == DatagramKind::quic); // short header
+    CHECK(kind(0xc3) == DatagramKind::quic); // long header (Initial)
+    CHECK(kind(0x7f) == DatagramKind::quic);
+    CHECK(kind(0x00) == DatagramKind::unknown);
+    CHECK(kind(0x3f) == DatagramKind::unknown);
+    CHECK(kind(0x90) == DatagramKind::unknown); // msgpack array: not OpenDHT
+    CHECK(kind(0xa0) == DatagramKind::unknown);
+}
+
+TEST_CASE("the endpoint hands each kind to its handler and drops the rest") {
+    UdpEndpoint a("127.0.0.1", 0), b("127.0.0.1", 0);
+    CHECK(a.port() != 0);
+    CHECK(a.boundToLoopback());
+    std::mutex m;
+    std::vector<std::vector<std::uint8_t>> dht, other;
+    b.setDhtHandler([&](std::span<const std::uint8_t> d, const SocketAddress& from) {
+        std::lock_guard lock(m);
+        CHECK(from.port() == a.port());
+        dht.emplace_back(d.begin(), d.end());
+    });
+    b.setOtherHandler([&](std::span<const std::uint8_t> d, const SocketAddress&) {
+        std::lock_guard lock(m);
+        other.emplace_back(d.begin(), d.end());
+    });
+    b.start();
+    auto to = *SocketAddress::parse("127.0.0.1", b.port());
+    std::vector<std::uint8_t> ping = {0x80}; // an empty msgpack map: harmless to the filter
+    std::vector<std::uint8_t> quic = {0xc0, 1, 2, 3};
+    std::vector<std::uint8_t> junk = {0x01, 2, 3};
+    REQUIRE(a.sendDht(to, ping) == 0);
+    REQUIRE(a.sendOther(to, quic) == 0);
+    REQUIRE(a.sendOther(to, junk) == 0);
+    REQUIRE(parley::test::eventually(
+        [&] {
+            std::lock_guard lock(m);
+            return dht.size() == 1 && other.size() == 1 && b.stats().droppedUnknown == 1;
+        },
+        std::chrono::seconds(5)));
+    CHECK(other[0] == quic);
+    CHECK(dht[0] == ping);
+    b.stop();
+}
+
+TEST_CASE("binding a port in use fails with a readable error") {
+    UdpEndpoint a("127.0.0.1", 0);
+    try {
+        UdpEndpoint b("127.0.0.1", a.port());
+        FAIL("second bind succeeded");
+    } catch (const std::system_error& e) {
+        CHECK(std::string(e.what()).find("cannot bind") != std::string::npos);
+    }
+    CHECK_THROWS_AS(UdpEndpoint("not-an-address", 0), std::system_error);
+}
+
+TEST_CASE("socket addresses parse and print") {
+    auto v4 = SocketAddress::parse("127.0.0.1:4222");
+    REQUIRE(v4);
+    CHECK(v4->port() == 4222);
+    CHECK(v4->isLoopback());
+    CHECK(v4->toString() == "127.0.0.1:4222");
+    auto v6 = SocketAddress::parse("[::1]:5");
+    REQUIRE(v6);
+    CHECK(v6->toString() == "[::1]:5");
+    CHECK(v6->isLoopback());
+    CHECK(SocketAddress::parse("::1", 7)->port() == 7);
+    CHECK(SocketAddress::parse("0.0.0.0")->isUnspecified());
+    CHECK_FALSE(SocketAddress::parse("1.2.3.4:99999"));
+    CHECK_FALSE(SocketAddress::parse("example.org:1"));
+    CHECK(splitHostPort("bootstrap.jami.net:4222")->first == "bootstrap.jami.net");
+    CHECK_FALSE(splitHostPort("host"));
+    CHECK_FALSE(splitHostPort("::1"));
+}
