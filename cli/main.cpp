@@ -7,6 +7,9 @@
 #include "node/node.h"
 #include "node/profile.h"
 #include "terminal.h"
+#ifdef PARLEY_HAVE_MEDIA_CHECK
+#include "media_check.h"
+#endif
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -41,6 +44,7 @@ struct Failure : std::runtime_error {
 struct Global {
     std::optional<std::string> profile;
     std::string passphraseFile;
+    int passphraseFd = -1; // internal: `parley up` hands the passphrase to its daemon this way
 };
 
 struct DaemonFlags {
@@ -64,6 +68,14 @@ std::string trimNewline(std::string s) {
 
 // The passphrase from --passphrase-file or PARLEY_PASSPHRASE, if either is given.
 std::optional<std::string> passphraseFromFlags(const Global& g) {
+    if (g.passphraseFd >= 0) {
+        std::string line;
+        char c;
+        while (::read(g.passphraseFd, &c, 1) == 1 && c != '\n')
+            line.push_back(c);
+        ::close(g.passphraseFd);
+        return line;
+    }
     if (!g.passphraseFile.empty()) {
         std::ifstream in(g.passphraseFile);
         if (!in)
@@ -73,8 +85,11 @@ std::optional<std::string> passphraseFromFlags(const Global& g) {
         std::getline(in, line);
         return trimNewline(line);
     }
-    if (const char* env = std::getenv("PARLEY_PASSPHRASE"))
-        return std::string(env);
+    if (const char* env = std::getenv("PARLEY_PASSPHRASE")) {
+        std::string value(env);
+        ::unsetenv("PARLEY_PASSPHRASE"); // no longer visible in /proc/PID/environ's copy
+        return value;
+    }
     return std::nullopt;
 }
 
@@ -161,6 +176,9 @@ void validateDaemonFlags(const DaemonFlags& f) {
 // ---- commands -------------------------------------------------------------------------
 
 int cmdInit(const Global& g, const std::string& name, unsigned keyBits, bool askPassphrase) {
+    if (name.empty() || name.size() > dht::kMaxNameSize || !dht::isValidUtf8(name))
+        throw Failure(kUsage, "--name must be 1 to " + std::to_string(dht::kMaxNameSize) +
+                                  " bytes of UTF-8");
     auto profile = profileOf(g);
     if (profile.hasIdentity())
         throw Failure(kRuntime, "an identity already exists in " + profile.dir().string() +
@@ -176,6 +194,9 @@ int cmdInit(const Global& g, const std::string& name, unsigned keyBits, bool ask
         auto second = cli::promptHidden("Repeat passphrase: ");
         if (!second || *first != *second)
             throw Failure(kUsage, "the passphrases do not match; nothing was created");
+        if (first->empty())
+            throw Failure(kUsage, "an empty passphrase encrypts nothing; nothing was created "
+                                  "(leave out --passphrase for an unencrypted key)");
         passphrase = *first;
     }
     auto identity = profile.createIdentity(name, keyBits, passphrase);
@@ -249,6 +270,9 @@ int cmdDaemon(const Global& g, const DaemonFlags& f) {
     setLogLevel(f.logLevel);
     validateDaemonFlags(f);
     auto profile = profileOf(g);
+    if (!profile.hasIdentity())
+        throw Failure(kRuntime, "no identity in " + profile.dir().string() +
+                                    ": create one with 'parley init'");
     int lockFd = lockProfile(profile);
     auto identity = loadIdentity(g, profile);
     auto options = nodeOptions(profile, f, identity);
@@ -268,7 +292,8 @@ int cmdDaemon(const Global& g, const DaemonFlags& f) {
         node->start();
     } catch (const std::exception& e) {
         bool triedLastPort = !f.port && options.overlay.port != 0 && !profile.loadSettings().port;
-        if (!triedLastPort)
+        bool portTaken = std::string_view(e.what()).find("cannot bind") != std::string_view::npos;
+        if (!triedLastPort || !portTaken)
             throw Failure(kRuntime, e.what());
         spdlog::info("last port {} is taken, using another", options.overlay.port);
         options.overlay.port = 0;
@@ -305,6 +330,8 @@ int cmdUp(const Global& g, const DaemonFlags& f, const std::vector<std::string>&
     validateDaemonFlags(f);
     if (spdlog::level::from_str(f.logLevel) == spdlog::level::off && f.logLevel != "off")
         throw Failure(kUsage, "unknown log level '" + f.logLevel + "'");
+    if (!(timeoutS > 0 && timeoutS <= 3600))
+        throw Failure(kUsage, "--timeout must be between 0 and 3600 seconds");
     auto profile = profileOf(g);
     if (daemonAnswers(profile)) {
         std::cerr << "parley daemon is already running for " << profile.dir().string() << "\n";
@@ -324,7 +351,15 @@ int cmdUp(const Global& g, const DaemonFlags& f, const std::vector<std::string>&
         if (err != dht::IdentityError::ok)
             throw Failure(kRuntime, std::string(dht::describe(err)));
     }
-    std::vector<std::string> args = {"parley", "--profile", profile.dir().string(), "daemon"};
+    std::vector<std::string> args = {"parley", "--profile", profile.dir().string()};
+    // The passphrase travels through a pipe, never the daemon's environment or arguments.
+    int pipeFds[2] = {-1, -1};
+    if (passphrase) {
+        if (::pipe2(pipeFds, O_CLOEXEC) != 0)
+            throw Failure(kRuntime, std::string("cannot create a pipe: ") + std::strerror(errno));
+        args.insert(args.end(), {"--passphrase-fd", "3"});
+    }
+    args.push_back("daemon");
     args.insert(args.end(), forwarded.begin(), forwarded.end());
 
     int logFd = ::open(profile.logPath().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -337,12 +372,16 @@ int cmdUp(const Global& g, const DaemonFlags& f, const std::vector<std::string>&
         throw Failure(kRuntime, std::string("cannot start the daemon: ") + std::strerror(errno));
     if (pid == 0) {
         ::setsid();
-        int devnull = ::open("/dev/null", O_RDONLY);
+        int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
         ::dup2(devnull, STDIN_FILENO);
         ::dup2(logFd, STDOUT_FILENO);
         ::dup2(logFd, STDERR_FILENO);
-        if (passphrase)
-            ::setenv("PARLEY_PASSPHRASE", passphrase->c_str(), 1);
+        if (pipeFds[0] == 3)
+            ::fcntl(3, F_SETFD, 0); // already in place: only clear close-on-exec
+        else if (pipeFds[0] >= 0)
+            ::dup2(pipeFds[0], 3); // dup2 clears close-on-exec on the copy
+        ::close_range(pipeFds[0] >= 0 ? 4 : 3, ~0U, 0);
+        ::unsetenv("PARLEY_PASSPHRASE");
         std::vector<char*> argv;
         for (auto& a : args)
             argv.push_back(a.data());
@@ -352,6 +391,12 @@ int cmdUp(const Global& g, const DaemonFlags& f, const std::vector<std::string>&
         ::_exit(127);
     }
     ::close(logFd);
+    if (pipeFds[0] >= 0) {
+        ::close(pipeFds[0]);
+        std::string line = *passphrase + "\n";
+        [[maybe_unused]] auto n = ::write(pipeFds[1], line.data(), line.size());
+        ::close(pipeFds[1]);
+    }
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(static_cast<long>(timeoutS * 1000));
     while (std::chrono::steady_clock::now() < deadline) {
@@ -377,6 +422,8 @@ int cmdUp(const Global& g, const DaemonFlags& f, const std::vector<std::string>&
 }
 
 int cmdDown(const Global& g, double timeoutS) {
+    if (!(timeoutS > 0 && timeoutS <= 3600))
+        throw Failure(kUsage, "--timeout must be between 0 and 3600 seconds");
     auto profile = profileOf(g);
     rpcCall(profile, "shutdown", json::object(), 5s);
     auto deadline = std::chrono::steady_clock::now() +
@@ -470,6 +517,9 @@ int main(int argc, char** argv) {
     Global g;
     app.add_option("--profile", g.profile,
                    "profile directory (default: $PARLEY_PROFILE, else ~/.local/share/parley)");
+    app.add_option("--passphrase-fd", g.passphraseFd,
+                   "read the key passphrase from this file descriptor (used by 'parley up')")
+        ->group("");
     app.add_option("--passphrase-file", g.passphraseFile,
                    "read the key passphrase from the first line of this file "
                    "(also: PARLEY_PASSPHRASE, or a prompt)");
@@ -521,6 +571,10 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     lookup->add_flag("--json", lookupJson, "print JSON");
 
+#ifdef PARLEY_HAVE_MEDIA_CHECK
+    auto mediaCheck = cli::addMediaCheckCommand(app);
+#endif
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -557,6 +611,10 @@ int main(int argc, char** argv) {
             return cmdStatus(g, statusJson);
         if (*lookup)
             return cmdLookup(g, lookupId, lookupTimeout, lookupJson);
+#ifdef PARLEY_HAVE_MEDIA_CHECK
+        if (mediaCheck.command && *mediaCheck.command)
+            return mediaCheck.run();
+#endif
     } catch (const Failure& e) {
         std::cerr << "parley: " << e.what() << "\n";
         return e.code;

@@ -1,6 +1,7 @@
 // Terminal helpers: hidden prompts, sanitising, QR rendering with libqrencode.
 #include "terminal.h"
 
+#include <csignal>
 #include <cstdio>
 #include <fcntl.h>
 #include <memory>
@@ -19,22 +20,40 @@ std::optional<std::string> promptHidden(const std::string& prompt) {
     int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return std::nullopt;
+    // Ctrl-C or Ctrl-Z while echo is off would leave the terminal silent: hold those signals
+    // until the terminal is restored; a pending one is delivered right after.
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTSTP);
+    sigaddset(&block, SIGQUIT);
+    sigaddset(&block, SIGTERM);
+    ::pthread_sigmask(SIG_BLOCK, &block, &old);
     [[maybe_unused]] auto w = ::write(fd, prompt.data(), prompt.size());
-    termios old{};
-    bool haveTermios = ::tcgetattr(fd, &old) == 0;
+    termios oldTermios{};
+    bool haveTermios = ::tcgetattr(fd, &oldTermios) == 0;
     if (haveTermios) {
-        termios noEcho = old;
+        termios noEcho = oldTermios;
         noEcho.c_lflag &= ~static_cast<tcflag_t>(ECHO);
         ::tcsetattr(fd, TCSAFLUSH, &noEcho);
     }
     std::string line;
+    bool complete = false;
     char c;
-    while (::read(fd, &c, 1) == 1 && c != '\n')
+    while (::read(fd, &c, 1) == 1) {
+        if (c == '\n') {
+            complete = true;
+            break;
+        }
         line.push_back(c);
+    }
     if (haveTermios)
-        ::tcsetattr(fd, TCSAFLUSH, &old);
+        ::tcsetattr(fd, TCSAFLUSH, &oldTermios);
     w = ::write(fd, "\n", 1);
     ::close(fd);
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (!complete)
+        return std::nullopt; // end of input: no answer, not an empty one
     return line;
 }
 

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--no-setup" ]; then shift; else
     bash contrib/install-deps.sh
 fi
-bash contrib/build.sh build >/dev/null
+[ -n "${PARLEY_BENCH_NO_BUILD:-}" ] || bash contrib/build.sh build >/dev/null
 IDLE=${1:-60}
 BIN=$PWD/build/bin
 WORK=$(mktemp -d /tmp/parley-bench.XXXXXX)

@@ -11,6 +11,7 @@ packages=(
     libqrencode-dev catch2
     libopus-dev libvpx-dev
     iproute2 nftables procps python3
+    vpx-tools sox ffmpeg
 )
 
 missing=()

@@ -40,8 +40,9 @@ IdentityError importKey(std::string_view pem, const std::string& passphrase,
         return IdentityError::malformedKey;
     }
     try {
-        out = std::make_shared<::dht::crypto::PrivateKey>(key);
+        out = std::make_shared<::dht::crypto::PrivateKey>(key); // takes ownership of `key`
     } catch (const std::exception&) {
+        gnutls_x509_privkey_deinit(key);
         return IdentityError::malformedKey;
     }
     return IdentityError::ok;

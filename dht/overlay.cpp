@@ -5,12 +5,14 @@
 #include "udp_endpoint.h"
 
 #include <asio/io_context.hpp>
+#include <asio/ip/udp.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <atomic>
 #include <cstdarg>
 #include <cstring>
 #include <fstream>
+#include <netdb.h>
 #include <opendht.h>
 #include <opendht/log_enable.h>
 #include <opendht/network_utils.h>
@@ -93,6 +95,24 @@ public:
     bool hasIPv4() const override { return endpoint_->hasIPv4(); }
     bool hasIPv6() const override { return endpoint_->hasIPv6(); }
     void stop() override { endpoint_->setDhtHandler({}); }
+    // OpenDHT would resolve host names here, on its own thread, while holding its main lock:
+    // a slow DNS server would freeze the whole node. The overlay resolves names itself
+    // (asynchronously) and hands OpenDHT numeric addresses only.
+    std::vector<::dht::SockAddr> resolve(const std::string& host,
+                                         const std::string& service) override {
+        std::vector<::dht::SockAddr> out;
+        addrinfo hints{};
+        hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+        hints.ai_socktype = SOCK_DGRAM;
+        addrinfo* res = nullptr;
+        if (::getaddrinfo(host.c_str(), service.empty() ? nullptr : service.c_str(), &hints,
+                          &res) == 0) {
+            for (auto* r = res; r; r = r->ai_next)
+                out.emplace_back(r->ai_addr, static_cast<socklen_t>(r->ai_addrlen));
+            ::freeaddrinfo(res);
+        }
+        return out;
+    }
 
 private:
     std::shared_ptr<UdpEndpoint> endpoint_;
@@ -136,6 +156,13 @@ struct Overlay::Impl : std::enable_shared_from_this<Impl> {
     std::unique_ptr<::dht::DhtRunner> runner;
     asio::steady_timer presenceTimer;
     asio::steady_timer nodesTimer;
+    asio::steady_timer statusTimer;
+    asio::ip::udp::resolver resolver;
+    OverlayStatus snapshot; // refreshed asynchronously: status() never waits on OpenDHT
+    std::uint16_t lastPresenceSeq = 0;
+    unsigned statusTicks = 0;
+    bool shutdownFinished = false;
+    std::vector<std::function<void()>> shutdownWaiters;
     PresenceStatus presenceStatus = PresenceStatus::online;
     std::uint64_t presenceSequence = 0;
     bool publishing = false;
@@ -149,7 +176,7 @@ struct Overlay::Impl : std::enable_shared_from_this<Impl> {
 
     Impl(asio::io_context& ioContext, Identity id, OverlayConfig cfg)
         : io(ioContext), identity(std::move(id)), config(std::move(cfg)), presenceTimer(io),
-          nodesTimer(io) {}
+          nodesTimer(io), statusTimer(io), resolver(io) {}
 
     ~Impl() {
         if (runner)
@@ -159,9 +186,12 @@ struct Overlay::Impl : std::enable_shared_from_this<Impl> {
             endpoint->stop();
     }
 
-    // Runs `f` on the io_context if the overlay still exists by then.
-    template <class F> void post(F&& f) {
-        asio::post(io, [weak = weak_from_this(), f = std::forward<F>(f)]() mutable {
+    // Runs `f` on the io_context if the overlay still exists by then. Safe from OpenDHT's
+    // threads: the weak reference is only locked on the io thread, so the last reference to
+    // Impl is never dropped (and ~Impl never runs) on a thread that ~Impl would have to join.
+    template <class F> void post(F&& f) { postTo(io, weak_from_this(), std::forward<F>(f)); }
+    template <class F> static void postTo(asio::io_context& ctx, std::weak_ptr<Impl> weak, F&& f) {
+        asio::post(ctx, [weak = std::move(weak), f = std::forward<F>(f)]() mutable {
             if (auto self = weak.lock())
                 f(*self);
         });
@@ -182,8 +212,15 @@ struct Overlay::Impl : std::enable_shared_from_this<Impl> {
         protectOwnValue(key, value->id, value->type);
         runner->putSigned(key, value, std::move(done), permanent);
     }
+    void bootstrapAll();
+    void bootstrapOne(const std::string& hostPort);
+    void refreshStatus();
     void publishCard();
     void publishPresence(std::function<void(bool)> done = {});
+    // Signs locally and puts at once, without putSigned's preliminary get (which can take
+    // seconds): for the offline presence at shutdown.
+    void publishPresenceNow(std::function<void(bool)> done);
+    void finishShutdown();
     void schedulePresence();
     void lookup(const ContactId& id, std::chrono::milliseconds timeout, LookupCallback done);
     void maybeFinish(const std::shared_ptr<LookupOp>& op, bool timedOut = false);
@@ -216,16 +253,83 @@ void Overlay::Impl::start() {
     bootstrapList = config.bootstrap;
     if (bootstrapList.empty() && config.network == 0 && config.publicBootstrap)
         bootstrapList.emplace_back(kPublicBootstrap);
-    for (const auto& hostPort : bootstrapList) {
-        if (auto hp = splitHostPort(hostPort))
-            runner->bootstrap(hp->first, hp->second);
-        else
-            spdlog::warn("ignoring bootstrap '{}': expected HOST:PORT", hostPort);
-    }
+    bootstrapAll();
     loadNodes();
     scheduleNodeSaves();
+    refreshStatus();
     spdlog::info("DHT node on UDP port {} (network {}, LAN discovery {})", endpoint->port(),
                  config.network, lanActive ? "on" : "off");
+}
+
+void Overlay::Impl::bootstrapOne(const std::string& hostPort) {
+    auto hp = splitHostPort(hostPort);
+    if (!hp) {
+        spdlog::warn("ignoring bootstrap '{}': expected HOST:PORT", hostPort);
+        return;
+    }
+    if (auto numeric = SocketAddress::parse(hostPort)) {
+        runner->bootstrap(::dht::SockAddr(numeric->get(), numeric->length()));
+        return;
+    }
+    resolver.async_resolve(
+        hp->first, hp->second, asio::ip::udp::resolver::numeric_service,
+        [weak = weak_from_this(), hostPort](const std::error_code& ec,
+                                            asio::ip::udp::resolver::results_type results) {
+            auto self = weak.lock();
+            if (!self || self->stopping)
+                return;
+            if (ec) {
+                spdlog::warn("cannot resolve bootstrap {}: {}", hostPort, ec.message());
+                return;
+            }
+            std::vector<::dht::SockAddr> addrs;
+            for (const auto& entry : results)
+                addrs.emplace_back(entry.endpoint().data(),
+                                   static_cast<socklen_t>(entry.endpoint().size()));
+            spdlog::debug("bootstrap {}: {} addresses", hostPort, addrs.size());
+            self->runner->bootstrap(std::move(addrs));
+        });
+}
+
+void Overlay::Impl::bootstrapAll() {
+    for (const auto& hostPort : bootstrapList)
+        bootstrapOne(hostPort);
+}
+
+// Node counts and public addresses come from OpenDHT's thread through its asynchronous
+// queries; the io thread only reads the snapshot. While disconnected this also retries the
+// bootstrap nodes every 30 s (OpenDHT's own retry would resolve names on its thread).
+void Overlay::Impl::refreshStatus() {
+    if (stopping)
+        return;
+    auto weak = weak_from_this();
+    auto* ioPtr = &io;
+    runner->getNodeInfo([weak, ioPtr](std::shared_ptr<::dht::NodeInfo> info) {
+        if (!info)
+            return;
+        unsigned v4 = info->ipv4.getKnownNodes(), v6 = info->ipv6.getKnownNodes();
+        postTo(*ioPtr, weak, [v4, v6](Impl& s) {
+            s.snapshot.nodes = v4 + v6;
+            s.snapshot.nodesIPv6 = v6;
+        });
+    });
+    runner->getPublicAddress([weak, ioPtr](std::vector<::dht::SockAddr>&& addrs) {
+        std::vector<std::string> text;
+        for (const auto& a : addrs)
+            text.push_back(SocketAddress(a.get(), a.getLength()).hostString());
+        postTo(*ioPtr, weak, [text = std::move(text)](Impl& s) mutable {
+            s.snapshot.publicAddresses = std::move(text);
+        });
+    });
+    constexpr unsigned kRetryTicks = 30;
+    if (dhtStatus->load() == static_cast<int>(::dht::NodeStatus::Disconnected) &&
+        ++statusTicks % kRetryTicks == 0)
+        bootstrapAll();
+    statusTimer.expires_after(std::chrono::seconds(1));
+    statusTimer.async_wait([weak](const std::error_code& ec) {
+        if (auto self = weak.lock(); self && !ec)
+            self->refreshStatus();
+    });
 }
 
 void Overlay::Impl::loadNodes() {
@@ -296,7 +400,7 @@ void Overlay::Impl::scheduleNodeSaves() {
 void Overlay::Impl::publishCard() {
     KeyCard card;
     card.certificate = identity.certificateDer();
-    card.name = config.name.substr(0, kMaxNameSize);
+    card.name = truncateUtf8(config.name, kMaxNameSize);
     card.protocols = {1};
     card.createdAt = unixMs() / 1000;
     auto bytes = encodeKeyCard(card);
@@ -320,14 +424,43 @@ void Overlay::Impl::publishPresence(std::function<void(bool)> done) {
     auto value =
         std::make_shared<::dht::Value>(kPresenceType, bytes.data(), bytes.size(), kPresenceValueId);
     auto key = recordKey("presence", identity.contactId());
-    putSigned(key, value,
-              [weak = weak_from_this(), done = std::move(done)](
-                  bool ok, const std::vector<std::shared_ptr<::dht::Node>>&) mutable {
-                  if (!done)
-                      return;
-                  if (auto self = weak.lock())
-                      self->post([ok, done = std::move(done)](Impl&) { done(ok); });
-              });
+    putSigned(
+        key, value,
+        [weak = weak_from_this(), ioPtr = &io, value, done = std::move(done)](
+            bool ok, const std::vector<std::shared_ptr<::dht::Node>>&) mutable {
+            // putSigned chose the seq on this thread; the offline presence at shutdown
+            // must go above it.
+            postTo(*ioPtr, weak, [ok, seq = value->seq, done = std::move(done)](Impl& s) {
+                s.lastPresenceSeq = std::max(s.lastPresenceSeq, seq);
+                if (done)
+                    done(ok);
+            });
+        },
+        // Permanent: OpenDHT re-announces it as its view of the closest nodes improves
+        // (a one-shot put from a young routing table can miss them); each refresh
+        // replaces the announcement, since the value id is the same.
+        /*permanent=*/true);
+}
+
+void Overlay::Impl::publishPresenceNow(std::function<void(bool)> done) {
+    Presence presence;
+    presence.status = presenceStatus;
+    presence.timestampMs = unixMs();
+    presence.sequence = ++presenceSequence;
+    auto bytes = encodePresence(presence);
+    auto value =
+        std::make_shared<::dht::Value>(kPresenceType, bytes.data(), bytes.size(), kPresenceValueId);
+    value->seq = static_cast<std::uint16_t>(lastPresenceSeq + 1);
+    value->sign(*identity.handle().id.first);
+    auto key = recordKey("presence", identity.contactId());
+    protectOwnValue(key, kPresenceValueId, kPresenceType);
+    runner->put(
+        key, value,
+        [weak = weak_from_this(), ioPtr = &io, done = std::move(done)](
+            bool ok, const std::vector<std::shared_ptr<::dht::Node>>&) mutable {
+            postTo(*ioPtr, weak, [ok, done = std::move(done)](Impl&) { done(ok); });
+        },
+        ::dht::time_point::max(), false);
 }
 
 void Overlay::Impl::schedulePresence() {
@@ -356,13 +489,14 @@ void Overlay::Impl::lookup(const ContactId& id, std::chrono::milliseconds timeou
             self->maybeFinish(op, /*timedOut=*/true);
     });
     auto weak = weak_from_this();
+    auto* ioPtr = &io;
     auto cancelled = op->cancelled;
 
     // Both callbacks run on OpenDHT's thread: check ownership and decode there (pure work),
     // then move the result onto the io_context.
     runner->get(
         recordKey("card", id),
-        [weak, op, id, cancelled](const std::vector<std::shared_ptr<::dht::Value>>& values) {
+        [weak, ioPtr, op, id, cancelled](const std::vector<std::shared_ptr<::dht::Value>>& values) {
             for (const auto& v : values) {
                 if (v->type != kCardType)
                     continue;
@@ -371,70 +505,69 @@ void Overlay::Impl::lookup(const ContactId& id, std::chrono::milliseconds timeou
                     ownedBy(*v, id) ? decodeKeyCard(v->data, card) : RecordError::wrongOwner;
                 if (err == RecordError::ok)
                     err = verifyKeyCard(card, id);
-                if (auto self = weak.lock())
-                    self->post([op, err, card = std::move(card)](Impl& s) mutable {
-                        if (err != RecordError::ok) {
-                            ++(err == RecordError::wrongOwner ? s.counters.recordsWrongOwner
-                                                              : s.counters.recordsMalformed);
-                            return;
-                        }
-                        ++s.counters.recordsAccepted;
-                        op->card = std::move(card);
-                        s.maybeFinish(op);
-                    });
+                postTo(*ioPtr, weak, [op, err, card = std::move(card)](Impl& s) mutable {
+                    if (err != RecordError::ok) {
+                        ++(err == RecordError::wrongOwner ? s.counters.recordsWrongOwner
+                                                          : s.counters.recordsMalformed);
+                        return;
+                    }
+                    ++s.counters.recordsAccepted;
+                    op->card = std::move(card);
+                    s.maybeFinish(op);
+                });
             }
             return !cancelled->load();
         },
-        [weak, op](bool) {
-            if (auto self = weak.lock())
-                self->post([op](Impl& s) {
-                    op->cardDone = true;
-                    s.maybeFinish(op);
-                });
+        [weak, ioPtr, op](bool) {
+            postTo(*ioPtr, weak, [op](Impl& s) {
+                op->cardDone = true;
+                s.maybeFinish(op);
+            });
         });
     runner->get(
         recordKey("presence", id),
-        [weak, op, id, cancelled](const std::vector<std::shared_ptr<::dht::Value>>& values) {
+        [weak, ioPtr, op, id, cancelled](const std::vector<std::shared_ptr<::dht::Value>>& values) {
             for (const auto& v : values) {
                 if (v->type != kPresenceType)
                     continue;
                 Presence presence;
                 RecordError err =
                     ownedBy(*v, id) ? decodePresence(v->data, presence) : RecordError::wrongOwner;
-                if (auto self = weak.lock())
-                    self->post([op, err, presence](Impl& s) {
-                        if (err != RecordError::ok) {
-                            ++(err == RecordError::wrongOwner ? s.counters.recordsWrongOwner
-                                                              : s.counters.recordsMalformed);
-                            return;
-                        }
-                        if (presence.timestampMs > unixMs() + kClockSkewAllowanceMs) {
-                            ++s.counters.recordsStale;
-                            return;
-                        }
-                        ++s.counters.recordsAccepted;
-                        if (!op->presence || presence.timestampMs > op->presence->timestampMs ||
-                            (presence.timestampMs == op->presence->timestampMs &&
-                             presence.sequence > op->presence->sequence))
-                            op->presence = presence;
-                        s.maybeFinish(op);
-                    });
+                postTo(*ioPtr, weak, [op, err, presence](Impl& s) {
+                    if (err != RecordError::ok) {
+                        ++(err == RecordError::wrongOwner ? s.counters.recordsWrongOwner
+                                                          : s.counters.recordsMalformed);
+                        return;
+                    }
+                    if (presence.timestampMs > unixMs() + kClockSkewAllowanceMs) {
+                        ++s.counters.recordsStale;
+                        return;
+                    }
+                    ++s.counters.recordsAccepted;
+                    if (!op->presence || presence.timestampMs > op->presence->timestampMs ||
+                        (presence.timestampMs == op->presence->timestampMs &&
+                         presence.sequence > op->presence->sequence))
+                        op->presence = presence;
+                    s.maybeFinish(op);
+                });
             }
             return !cancelled->load();
         },
-        [weak, op](bool) {
-            if (auto self = weak.lock())
-                self->post([op](Impl& s) {
-                    op->presenceDone = true;
-                    s.maybeFinish(op);
-                });
+        [weak, ioPtr, op](bool) {
+            postTo(*ioPtr, weak, [op](Impl& s) {
+                op->presenceDone = true;
+                s.maybeFinish(op);
+            });
         });
 }
 
 void Overlay::Impl::maybeFinish(const std::shared_ptr<LookupOp>& op, bool timedOut) {
     if (op->finished)
         return;
-    bool presenceSettled = op->presence.has_value() || op->presenceDone;
+    // A replica that missed the latest refresh can answer first: only a fresh presence
+    // settles the question before the get is done.
+    bool presenceSettled =
+        (op->presence && isPresenceFresh(*op->presence, unixMs())) || op->presenceDone;
     bool cardSettled = op->card.has_value() || op->cardDone;
     if (!timedOut && !(presenceSettled && cardSettled))
         return;
@@ -502,63 +635,79 @@ void Overlay::lookup(const ContactId& id, std::chrono::milliseconds timeout, Loo
 }
 
 void Overlay::bootstrap(const std::string& hostPort) {
-    if (auto hp = splitHostPort(hostPort)) {
-        impl_->runner->bootstrap(hp->first, hp->second);
+    if (splitHostPort(hostPort)) {
         impl_->bootstrapList.push_back(hostPort);
+        impl_->bootstrapOne(hostPort);
     }
+}
+
+void Overlay::Impl::finishShutdown() {
+    if (shutdownFinished)
+        return;
+    shutdownFinished = true;
+    saveNodes();
+    if (runner)
+        runner->join();
+    if (endpoint)
+        endpoint->stop();
+    for (auto& waiter : std::exchange(shutdownWaiters, {}))
+        if (waiter)
+            waiter();
 }
 
 void Overlay::shutdown(std::chrono::milliseconds budget, std::function<void()> done) {
     auto& s = *impl_;
+    if (s.shutdownFinished) {
+        if (done)
+            asio::post(s.io, std::move(done));
+        return;
+    }
+    s.shutdownWaiters.push_back(std::move(done));
     if (s.stopping)
         return;
     s.stopping = true;
     s.presenceTimer.cancel();
     s.nodesTimer.cancel();
-    auto finished = std::make_shared<bool>(false);
+    s.statusTimer.cancel();
+    s.resolver.cancel();
     auto timer = std::make_shared<asio::steady_timer>(s.io, budget);
-    auto finish = [weak = std::weak_ptr<Impl>(impl_), finished, timer,
-                   done = std::move(done)]() mutable {
-        if (*finished)
+    std::weak_ptr<Impl> weak = impl_;
+    timer->async_wait([weak](const std::error_code&) {
+        if (auto self = weak.lock())
+            self->finishShutdown();
+    });
+    auto afterOffline = [weak, timer](bool) {
+        auto self = weak.lock();
+        if (!self || self->shutdownFinished)
             return;
-        *finished = true;
-        timer->cancel();
-        if (auto self = weak.lock()) {
-            self->saveNodes();
-            if (self->runner) {
-                self->runner->shutdown({}, /*stop=*/true);
-                self->runner->join();
-            }
-            self->endpoint->stop();
-        }
-        if (done)
-            done();
+        // Leave gracefully (OpenDHT cancels its announces), still within the budget.
+        auto* ioPtr = &self->io;
+        self->runner->shutdown([weak, ioPtr, timer] {
+            Impl::postTo(*ioPtr, weak, [timer](Impl& st) {
+                timer->cancel();
+                st.finishShutdown();
+            });
+        });
     };
-    auto shared = std::make_shared<decltype(finish)>(std::move(finish));
-    timer->async_wait([shared](const std::error_code&) { (*shared)(); });
     if (s.publishing) {
         s.presenceStatus = PresenceStatus::offline;
-        s.publishPresence([shared](bool) { (*shared)(); });
+        s.publishPresenceNow(afterOffline);
     } else {
-        asio::post(s.io, [shared] { (*shared)(); });
+        asio::post(s.io, [afterOffline] { afterOffline(true); });
     }
 }
 
 OverlayStatus Overlay::status() const {
     const auto& s = *impl_;
-    OverlayStatus st;
+    OverlayStatus st = s.snapshot;
     st.port = s.endpoint ? s.endpoint->port() : 0;
     st.network = s.config.network;
     st.lanDiscovery = s.lanActive;
     st.bootstrap = s.bootstrapList;
-    if (!s.runner || !s.runner->isRunning()) {
+    if (!s.runner || s.shutdownFinished) {
         st.state = "disconnected";
         return st;
     }
-    auto v4 = s.runner->getNodesStats(AF_INET);
-    auto v6 = s.runner->getNodesStats(AF_INET6);
-    st.nodes = v4.getKnownNodes() + v6.getKnownNodes();
-    st.nodesIPv6 = v6.getKnownNodes();
     switch (static_cast<::dht::NodeStatus>(s.dhtStatus->load())) {
     case ::dht::NodeStatus::Connected:
         st.state = "connected";
@@ -569,8 +718,6 @@ OverlayStatus Overlay::status() const {
     default:
         st.state = "disconnected";
     }
-    for (auto& addr : s.runner->getPublicAddressStr())
-        st.publicAddresses.push_back(addr);
     return st;
 }
 

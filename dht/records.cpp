@@ -65,6 +65,21 @@ RecordError checkVersion(const msgpack::object& map) {
     return RecordError::malformed;
 }
 
+std::size_t utf8SequenceLength(std::string_view s, std::size_t i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    std::size_t len = c < 0x80           ? 1
+                      : (c >> 5) == 0x6  ? 2
+                      : (c >> 4) == 0xe  ? 3
+                      : (c >> 3) == 0x1e ? 4
+                                         : 0;
+    if (len == 0 || i + len > s.size())
+        return 0;
+    for (std::size_t k = 1; k < len; ++k)
+        if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
+            return 0;
+    return len;
+}
+
 bool validUtf8(std::string_view s) {
     std::size_t i = 0;
     while (i < s.size()) {
@@ -85,6 +100,26 @@ bool validUtf8(std::string_view s) {
 }
 
 } // namespace
+
+std::string truncateUtf8(std::string_view text, std::size_t maxBytes) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size();) {
+        std::size_t len = utf8SequenceLength(text, i);
+        if (len == 0) {
+            ++i;
+            continue;
+        }
+        if (out.size() + len > maxBytes)
+            break;
+        out.append(text.substr(i, len));
+        i += len;
+    }
+    return out;
+}
+
+bool isValidUtf8(std::string_view text) {
+    return validUtf8(text);
+}
 
 std::string_view describe(RecordError error) {
     switch (error) {

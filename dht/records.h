@@ -67,6 +67,11 @@ inline constexpr std::uint16_t kPresenceValueType = 0;
 inline constexpr std::uint64_t kCardValueId = 0x7061726c65790001ULL;
 inline constexpr std::uint64_t kPresenceValueId = 0x7061726c65790002ULL;
 
+// The longest prefix of `text` of at most `maxBytes` bytes that does not split a UTF-8
+// sequence (invalid bytes are dropped), so that what we publish always decodes.
+std::string truncateUtf8(std::string_view text, std::size_t maxBytes);
+bool isValidUtf8(std::string_view text);
+
 std::vector<std::uint8_t> encodeKeyCard(const KeyCard& card);
 RecordError decodeKeyCard(std::span<const std::uint8_t> bytes, KeyCard& out);
 // The card's certificate must carry the public key whose SHA-256 is `owner`.

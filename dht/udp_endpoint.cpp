@@ -5,6 +5,8 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -84,8 +86,13 @@ UdpEndpoint::UdpEndpoint(const std::string& bindAddress, std::uint16_t port)
         }
     }
     int pipefd[2];
-    if (::pipe2(pipefd, O_NONBLOCK | O_CLOEXEC) != 0)
-        throw sysError("cannot create wake-up pipe");
+    if (::pipe2(pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
+        auto err = sysError("cannot create wake-up pipe");
+        for (int fd : {fd4_, fd6_})
+            if (fd >= 0)
+                ::close(fd);
+        throw err;
+    }
     wakeRead_ = pipefd[0];
     wakeWrite_ = pipefd[1];
 }
@@ -189,6 +196,8 @@ void UdpEndpoint::receiveLoop() {
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
+            // Nothing we can recover from; say so instead of going quietly deaf.
+            std::fprintf(stderr, "parley: UDP receive loop stopped: %s\n", std::strerror(errno));
             break;
         }
         if (fds[0].revents)

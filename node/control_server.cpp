@@ -4,6 +4,7 @@
 #include <asio/io_context.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/read_until.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/streambuf.hpp>
 #include <asio/write.hpp>
 #include <deque>
@@ -71,6 +72,8 @@ struct Session : std::enable_shared_from_this<Session> {
     }
 };
 
+constexpr std::size_t kMaxSessions = 256;
+
 struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::io_context& ioContext, std::filesystem::path p)
         : io(ioContext), path(std::move(p)), acceptor(io) {}
@@ -128,10 +131,13 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
             return;
         }
         json id = request.is_object() && request.contains("id") ? request["id"] : json();
-        if (!request.is_object() || !request.contains("method") || !request["method"].is_string()) {
+        if (!request.is_object() || request.value("jsonrpc", json()) != "2.0" ||
+            !request.contains("method") || !request["method"].is_string()) {
             session->send(errorObject(id, rpc::kInvalidRequest, "expected a JSON-RPC 2.0 request"));
             return;
         }
+        // A notification (no id) is carried out but never answered (JSON-RPC 2.0 §4.1).
+        bool notification = !request.contains("id");
         auto method = request["method"].get<std::string>();
         json params = request.value("params", json::object());
         auto it = handlers.find(method);
@@ -142,10 +148,11 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
         Reply reply;
         reply.id_ = id;
         std::weak_ptr<Session> weakSession = session;
-        reply.send_ = [weakSession](json message) {
-            if (auto s = weakSession.lock())
-                s->send(message);
-        };
+        if (!notification)
+            reply.send_ = [weakSession](json message) {
+                if (auto s = weakSession.lock())
+                    s->send(message);
+            };
         reply.subscribe_ = [weakSession] {
             if (auto s = weakSession.lock())
                 s->subscribed = true;

@@ -7,6 +7,7 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <spdlog/spdlog.h>
@@ -40,7 +41,8 @@ struct Node::Impl {
     std::chrono::steady_clock::time_point startedAt;
     dht::ContactId id;
     std::uint16_t port = 0;
-    bool started = false, stopped = false;
+    bool started = false;
+    std::atomic<bool> stopped{false}; // read by other threads in stop() and call()
 
     std::mutex stopMutex;
     std::condition_variable stopCv;
@@ -176,26 +178,31 @@ void Node::start() {
     s.watchDhtState();
     s.started = true;
     s.thread = std::thread([this] {
-        try {
-            impl_->io.run();
-        } catch (const std::exception& e) {
-            spdlog::critical("node loop stopped: {}", e.what());
+        // A handler that throws must not end the node's loop: log it and carry on.
+        for (;;) {
+            try {
+                impl_->io.run();
+                return;
+            } catch (const std::exception& e) {
+                spdlog::error("unexpected error on the node loop (continuing): {}", e.what());
+            }
         }
     });
 }
 
 void Node::stop(std::chrono::milliseconds budget) {
     auto& s = *impl_;
-    if (!s.started || s.stopped)
+    if (!s.started)
         return;
-    std::promise<void> done;
-    auto future = done.get_future();
-    asio::post(s.io, [&s, &done, budget] {
-        s.stopped = true;
+    if (s.stopped.exchange(true))
+        return;
+    auto done = std::make_shared<std::promise<void>>();
+    auto future = done->get_future();
+    asio::post(s.io, [&s, done, budget] {
         s.stateTimer.cancel();
         if (s.control)
             s.control->stop();
-        s.overlay->shutdown(budget, [&done] { done.set_value(); });
+        s.overlay->shutdown(budget, [done] { done->set_value(); });
     });
     // The overlay bounds its own shutdown; the extra margin covers a stuck OpenDHT join.
     if (future.wait_for(budget + std::chrono::seconds(5)) != std::future_status::ready)
@@ -231,6 +238,8 @@ std::uint16_t Node::port() const {
 }
 
 dht::LookupResult Node::lookup(const dht::ContactId& id, std::chrono::milliseconds timeout) {
+    if (impl_->stopped)
+        throw std::runtime_error("the node is stopped");
     auto promise = std::make_shared<std::promise<dht::LookupResult>>();
     auto future = promise->get_future();
     post([this, id, timeout, promise] {

@@ -1,6 +1,8 @@
 // Profile directory layout, identity files and settings.
 #include "profile.h"
 
+#include "dht/socket_address.h"
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -31,7 +33,9 @@ fs::path Profile::resolveDir(const std::optional<std::string>& flag) {
 void writePrivateFile(const fs::path& path, const std::string& data) {
     auto tmp = path;
     tmp += ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    // A stale temporary file (or a planted symlink) is removed, and the new one must be ours.
+    ::unlink(tmp.c_str());
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
     std::size_t off = 0;
@@ -63,8 +67,10 @@ std::string readFile(const fs::path& path) {
     return ss.str();
 }
 
+// The key is written first and the certificate last: an identity exists once both are there.
+// A profile with only a key was interrupted during init and can be initialised again.
 bool Profile::hasIdentity() const {
-    return fs::exists(keyPath()) || fs::exists(certificatePath());
+    return fs::exists(certificatePath());
 }
 
 bool Profile::identityEncrypted() const {
@@ -84,15 +90,17 @@ dht::Identity Profile::createIdentity(const std::string& name, unsigned keyBits,
     fs::create_directories(dir_, ec);
     if (ec)
         throw std::runtime_error("cannot create " + dir_.string() + ": " + ec.message());
-    ::chmod(dir_.c_str(), 0700);
+    if (::chmod(dir_.c_str(), 0700) != 0)
+        throw std::runtime_error("cannot make " + dir_.string() +
+                                 " private: " + std::strerror(errno));
     auto identity = dht::Identity::generate(name, keyBits);
-    writePrivateFile(certificatePath(), identity.certificatePem());
     writePrivateFile(keyPath(), identity.privateKeyPem(passphrase));
+    writePrivateFile(certificatePath(), identity.certificatePem());
     return identity;
 }
 
 dht::IdentityError Profile::loadIdentity(const std::string& passphrase, dht::Identity& out) const {
-    if (!fs::exists(keyPath()))
+    if (!hasIdentity() || !fs::exists(keyPath()))
         throw std::runtime_error("no identity in " + dir_.string() + ": run 'parley init' first");
     auto key = readFile(keyPath());
     auto cert = readFile(certificatePath());
@@ -115,16 +123,29 @@ ProfileSettings Profile::loadSettings() const {
     try {
         if (j.contains("bootstrap"))
             s.bootstrap = j.at("bootstrap").get<std::vector<std::string>>();
-        if (j.contains("network"))
-            s.network = j.at("network").get<std::uint32_t>();
-        if (j.contains("port"))
-            s.port = j.at("port").get<std::uint16_t>();
+        for (const auto& b : s.bootstrap)
+            if (!dht::splitHostPort(b))
+                throw std::runtime_error(where + ": bad bootstrap address '" + b +
+                                         "': expected HOST:PORT");
+        auto ranged = [&](const char* key, std::int64_t max) -> std::optional<std::int64_t> {
+            if (!j.contains(key))
+                return std::nullopt;
+            const auto& v = j.at(key);
+            if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > max)
+                throw std::runtime_error(where + ": \"" + key + "\" must be an integer from 0 to " +
+                                         std::to_string(max));
+            return v.get<std::int64_t>();
+        };
+        if (auto n = ranged("network", UINT32_MAX))
+            s.network = static_cast<std::uint32_t>(*n);
+        if (auto n = ranged("port", 65535))
+            s.port = static_cast<std::uint16_t>(*n);
         if (j.contains("bind"))
             s.bind = j.at("bind").get<std::string>();
         if (j.contains("lan"))
             s.lan = j.at("lan").get<bool>();
     } catch (const nlohmann::json::exception& e) {
-        throw std::runtime_error(where + ": " + e.what() +
+        throw std::runtime_error(where + ": " + std::string(e.what()) +
                                  " (expected {\"bootstrap\": [\"host:port\"], \"network\": N, "
                                  "\"port\": N, \"bind\": \"addr\", \"lan\": true})");
     }

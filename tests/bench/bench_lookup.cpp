@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
 
     std::mt19937 rng(42);
     std::vector<double> ms;
-    int online = 0;
+    int online = 0, offline = 0;
     for (int k = 0; k < lookups; ++k) {
         int from = static_cast<int>(rng() % static_cast<unsigned>(count));
         int to = static_cast<int>(rng() % static_cast<unsigned>(count - 1));
@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
                 .count());
         if (r.state == dht::LookupResult::State::online)
             ++online;
+        else if (r.state == dht::LookupResult::State::offline)
+            ++offline;
     }
     std::sort(ms.begin(), ms.end());
     auto pct = [&](double p) {
@@ -56,7 +58,8 @@ int main(int argc, char** argv) {
     std::printf(
         "lookup of an online node, %d nodes on loopback, %d lookups (warm-up: %d/%d found)\n",
         count, lookups, warm, count);
-    std::printf("  online: %d/%d  p50 %.2f ms  p95 %.2f ms  max %.2f ms\n", online, lookups,
-                pct(0.50), pct(0.95), ms.back());
+    std::printf(
+        "  online: %d/%d (offline %d, not-found %d)  p50 %.2f ms  p95 %.2f ms  max %.2f ms\n",
+        online, lookups, offline, lookups - online - offline, pct(0.50), pct(0.95), ms.back());
     return 0;
 }

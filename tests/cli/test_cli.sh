@@ -62,6 +62,9 @@ check "id --json" 0 "$PARLEY" --profile "$A" id --json
 [ "$(json_field "$WORK/out" "['id']")" = "$ALICE" ] || { failures=$((failures + 1)); echo "FAIL: id --json"; }
 PARLEY_PROFILE="$A" check "PARLEY_PROFILE is honoured" 0 "$PARLEY" id
 
+check "init with an over-long name" 2 "$PARLEY" --profile "$C" init --name "$(printf 'x%.0s' $(seq 1 65))" --key-bits 2048
+[ ! -e "$C/identity.key" ] || { failures=$((failures + 1)); echo "FAIL: a refused init left files"; }
+
 # bob has an encrypted key
 check "init bob with passphrase" 0 env PARLEY_PASSPHRASE=hunter2 "$PARLEY" --profile "$B" init --name Bob --key-bits 2048
 BOB=$(cat "$WORK/out")
@@ -91,6 +94,14 @@ expect_in "status shows dht line" "$WORK/out" "^dht: "
 echo "hunter2" >"$WORK/right.txt"
 check "up bob with the passphrase file" 0 "$PARLEY" --profile "$B" --passphrase-file "$WORK/right.txt" up --bind 127.0.0.1 --network $NET --bootstrap 127.0.0.1:$PORT_A
 
+# the passphrase reached bob's daemon through a pipe, not its environment
+BOB_PID=$(cat "$B/daemon.lock")
+if tr '\0' '\n' </proc/"$BOB_PID"/environ | grep -q PARLEY_PASSPHRASE || grep -q hunter2 /proc/"$BOB_PID"/cmdline; then
+    failures=$((failures + 1)); echo "FAIL: passphrase visible in the daemon's environment or arguments"
+else
+    passes=$((passes + 1))
+fi
+
 # lookups
 ok=0
 for _ in $(seq 1 50); do
@@ -115,6 +126,15 @@ check "missing argument" 2 "$PARLEY" --profile "$B" lookup
 check "bad key size" 2 "$PARLEY" --profile "$C" init --key-bits 512
 check "bad log level" 2 "$PARLEY" --profile "$A" daemon --log-level loud --network $NET
 check "bad bootstrap" 2 "$PARLEY" --profile "$C" up --bootstrap nohostport --network $NET
+check "bad up timeout" 2 "$PARLEY" --profile "$A" up --timeout 0 --network $NET
+check "bad down timeout" 2 "$PARLEY" --profile "$A" down --timeout -1
+mkdir -p "$WORK/cfg" && cp -r "$A/identity.key" "$A/identity.crt" "$WORK/cfg/"
+echo '{"port": 70000}' >"$WORK/cfg/config.json"
+check "config.json out of range" 1 "$PARLEY" --profile "$WORK/cfg" daemon --bind 127.0.0.1 --network $NET
+expect_in "config error names the file" "$WORK/err" "config.json"
+echo '{"bootstrap": ["nope"]}' >"$WORK/cfg/config.json"
+check "config.json bad bootstrap" 1 "$PARLEY" --profile "$WORK/cfg" daemon --bind 127.0.0.1 --network $NET
+expect_in "config bootstrap error" "$WORK/err" "config.json.*bad bootstrap"
 check "--help" 0 "$PARLEY" --help
 expect_in "help lists commands" "$WORK/out" "lookup"
 check "lookup --help" 0 "$PARLEY" lookup --help

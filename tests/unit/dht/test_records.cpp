@@ -143,3 +143,19 @@ TEST_CASE("presence round trip, staleness and bad input") {
     });
     CHECK(decodePresence(negativeTime, decoded) == RecordError::invalidField);
 }
+
+TEST_CASE("names are cut on a UTF-8 boundary so that cards always decode") {
+    CHECK(truncateUtf8("hello", 3) == "hel");
+    std::string accents = "\xc3\xa9\xc3\xa9\xc3\xa9"; // "ééé", 6 bytes
+    CHECK(truncateUtf8(accents, 5) == "\xc3\xa9\xc3\xa9");
+    CHECK(truncateUtf8("ab\xff"
+                       "cd",
+                       10) == "abcd"); // invalid bytes dropped
+    CHECK(isValidUtf8(truncateUtf8(std::string(100, '\xe2'), 64)));
+    std::string longName;
+    for (int i = 0; i < 40; ++i)
+        longName += "\xe2\x82\xac"; // "€" x 40 = 120 bytes
+    auto cut = truncateUtf8(longName, kMaxNameSize);
+    CHECK(cut.size() == 63);
+    CHECK(isValidUtf8(cut));
+}

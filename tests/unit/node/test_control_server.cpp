@@ -113,6 +113,19 @@ TEST_CASE("control socket speaks JSON-RPC 2.0, one object per line") {
            "\n");
     CHECK(c.line()["error"]["code"] == node::rpc::kInvalidRequest);
 
+    // A notification (no id) is not answered: the next line is the answer to id 4.
+    c.send(R"({"jsonrpc":"2.0","method":"echo","params":{"n":1}})"
+           "\n");
+    c.send(R"({"jsonrpc":"2.0","id":4,"method":"echo","params":{"n":2}})"
+           "\n");
+    auto afterNotification = c.line();
+    CHECK(afterNotification["id"] == 4);
+    CHECK(afterNotification["result"]["n"] == 2);
+
+    c.send(R"({"id":5,"method":"echo"})"
+           "\n"); // not JSON-RPC 2.0
+    CHECK(c.line()["error"]["code"] == node::rpc::kInvalidRequest);
+
     c.send(R"({"jsonrpc":"2.0","id":3,"method":"fail"})"
            "\n");
     auto f = c.line();
