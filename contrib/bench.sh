@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--no-setup" ]; then shift; else
     bash contrib/install-deps.sh
 fi
-[ -n "${PARLEY_BENCH_NO_BUILD:-}" ] || bash contrib/build.sh build >/dev/null
+[ -n "${PARLEY_BENCH_NO_BUILD:-}" ] || bash contrib/build.sh "${PARLEY_BUILD_DIR:-build}" >/dev/null
 IDLE=${1:-60}
-BIN=$PWD/build/bin
+BIN=$PWD/${PARLEY_BUILD_DIR:-build}/bin
 WORK=$(mktemp -d /tmp/parley-bench.XXXXXX)
 NET=$(( (RANDOM << 15 | RANDOM) + 1 ))
 cleanup() {
