@@ -17,7 +17,9 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -490,6 +492,99 @@ int cmdLookup(const Global& g, const std::string& idText, double timeoutS, bool 
     return kOk;
 }
 
+dht::ContactId parseIdArg(const std::string& text) {
+    auto id = dht::ContactId::parse(text);
+    if (!id)
+        throw Failure(kUsage, "'" + cli::sanitizeForTerminal(text.substr(0, 80)) +
+                                  "' is not a contact id: expected 64 hexadecimal characters");
+    return *id;
+}
+
+std::string orDash(const json& v) {
+    if (v.is_null() || (v.is_string() && v.get<std::string>().empty()))
+        return "-";
+    return cli::sanitizeForTerminal(v.is_string() ? v.get<std::string>() : v.dump());
+}
+
+int cmdContactAdd(const Global& g, const std::string& idText, const std::string& message,
+                  const std::string& alias, bool asJson) {
+    auto id = parseIdArg(idText);
+    if (message.size() > dht::kMaxRequestMessageSize || !dht::isValidUtf8(message))
+        throw Failure(kUsage, "--message must be at most " +
+                                  std::to_string(dht::kMaxRequestMessageSize) + " bytes of UTF-8");
+    auto r = rpcCall(profileOf(g), "contact.add",
+                     {{"id", id.toHex()}, {"message", message}, {"alias", alias}}, 30s);
+    if (asJson) {
+        std::cout << r.dump() << "\n";
+        return kOk;
+    }
+    auto delivery = r.value("delivery", std::string());
+    auto state = r.value("state", std::string());
+    if (state == "accepted" && delivery == "none")
+        std::cout << "Already a contact.\n";
+    else if (state == "accepted")
+        std::cout << "They had asked you already: you are now contacts.\n";
+    else if (delivery == "stored")
+        std::cout << "Contact request delivered to their DHT inbox; they will see it when they "
+                     "are online.\n";
+    else if (delivery == "no-card")
+        std::cout << "Their key card is not in the DHT yet (have they ever been online?): the "
+                     "request stays pending and the daemon keeps trying while it runs.\n";
+    else
+        std::cout << "No DHT node has taken the request yet: it stays pending and the daemon "
+                     "keeps trying while it runs.\n";
+    return kOk;
+}
+
+int cmdContactSimple(const Global& g, const std::string& action, const std::string& idText) {
+    auto id = parseIdArg(idText);
+    rpcCall(profileOf(g), "contact." + action, {{"id", id.toHex()}}, 10s);
+    static const std::map<std::string, std::string> said = {
+        {"accept", "Accepted: you are now contacts."},
+        {"decline", "Declined (they are not told)."},
+        {"block", "Blocked: anything they send is dropped without a reply."},
+        {"unblock", "Unblocked."},
+        {"remove", "Removed."}};
+    std::cout << said.at(action) << "\n";
+    return kOk;
+}
+
+int cmdRequests(const Global& g, bool asJson) {
+    auto r = rpcCall(profileOf(g), "contact.requests", json::object(), 10s);
+    if (asJson) {
+        std::cout << r.dump() << "\n";
+        return kOk;
+    }
+    if (r.empty())
+        std::cout << "No contact requests.\n";
+    for (const auto& q : r)
+        std::cout << q["id"].get<std::string>() << "\n  name:     " << orDash(q["name"])
+                  << "\n  message:  " << orDash(q["message"])
+                  << "\n  received: " << formatTime(q["received"].get<std::int64_t>()) << "\n";
+    return kOk;
+}
+
+int cmdContacts(const Global& g, bool asJson) {
+    auto r = rpcCall(profileOf(g), "contacts", json::object(), 10s);
+    if (asJson) {
+        std::cout << r.dump() << "\n";
+        return kOk;
+    }
+    if (r.empty())
+        std::cout << "No contacts yet: 'parley contact add <contact-id>'.\n";
+    for (const auto& c : r) {
+        auto label = !c["alias"].get<std::string>().empty() ? c["alias"] : c["name"];
+        std::cout << c["id"].get<std::string>().substr(0, 16) << "…  " << std::left << std::setw(9)
+                  << c["state"].get<std::string>() << " " << std::setw(8)
+                  << (c["state"] == "accepted" ? c["presence"].get<std::string>() : "")
+                  << orDash(label);
+        if (!c["last_seen"].is_null() && c["state"] == "accepted")
+            std::cout << "  (last seen " << formatTime(c["last_seen"].get<std::int64_t>()) << ")";
+        std::cout << "\n";
+    }
+    return kOk;
+}
+
 void addDaemonFlags(CLI::App* cmd, DaemonFlags& f) {
     cmd->add_option(
         "--port", f.port,
@@ -571,6 +666,36 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     lookup->add_flag("--json", lookupJson, "print JSON");
 
+    auto* contact = app.add_subcommand("contact", "contact requests: add, requests, accept, "
+                                                  "decline, block, unblock, remove");
+    contact->require_subcommand(1);
+    std::string contactId, contactMessage, contactAlias;
+    bool contactJson = false;
+    auto* cAdd = contact->add_subcommand("add", "ask someone to become your contact (an "
+                                                "encrypted request into their DHT inbox)");
+    cAdd->add_option("contact-id", contactId, "their contact id (64 hexadecimal characters)")
+        ->required();
+    cAdd->add_option("--message", contactMessage, "a note for them (at most 512 bytes)");
+    cAdd->add_option("--alias", contactAlias, "your own name for them");
+    cAdd->add_flag("--json", contactJson, "print JSON");
+    auto* cRequests = contact->add_subcommand("requests", "incoming contact requests");
+    cRequests->add_flag("--json", contactJson, "print JSON");
+    std::map<std::string, CLI::App*> simple;
+    for (auto [action, help] :
+         {std::pair{"accept", "accept a request: you become each other's contacts"},
+          std::pair{"decline", "decline a request (the sender is not told)"},
+          std::pair{"block", "drop everything from this contact id, without a reply"},
+          std::pair{"unblock", "stop blocking this contact id"},
+          std::pair{"remove", "forget a contact"}}) {
+        auto* cmd = contact->add_subcommand(action, help);
+        cmd->add_option("contact-id", contactId, "their contact id")->required();
+        simple[action] = cmd;
+    }
+    bool contactsJson = false;
+    auto* contactsCmd = app.add_subcommand("contacts", "your contacts with their state and "
+                                                       "presence");
+    contactsCmd->add_flag("--json", contactsJson, "print JSON");
+
 #ifdef PARLEY_HAVE_MEDIA_CHECK
     auto mediaCheck = cli::addMediaCheckCommand(app);
 #endif
@@ -611,6 +736,15 @@ int main(int argc, char** argv) {
             return cmdStatus(g, statusJson);
         if (*lookup)
             return cmdLookup(g, lookupId, lookupTimeout, lookupJson);
+        if (*cAdd)
+            return cmdContactAdd(g, contactId, contactMessage, contactAlias, contactJson);
+        if (*cRequests)
+            return cmdRequests(g, contactJson);
+        for (auto& [action, cmd] : simple)
+            if (*cmd)
+                return cmdContactSimple(g, action, contactId);
+        if (*contactsCmd)
+            return cmdContacts(g, contactsJson);
 #ifdef PARLEY_HAVE_MEDIA_CHECK
         if (mediaCheck.command && *mediaCheck.command)
             return mediaCheck.run();

@@ -163,6 +163,7 @@ struct Overlay::Impl : std::enable_shared_from_this<Impl> {
     unsigned statusTicks = 0;
     bool shutdownFinished = false;
     std::vector<std::function<void()>> shutdownWaiters;
+    std::unordered_map<ContactId, std::shared_future<std::size_t>> presenceListens;
     PresenceStatus presenceStatus = PresenceStatus::online;
     std::uint64_t presenceSequence = 0;
     bool publishing = false;
@@ -695,6 +696,111 @@ void Overlay::shutdown(std::chrono::milliseconds budget, std::function<void()> d
     } else {
         asio::post(s.io, [afterOffline] { afterOffline(true); });
     }
+}
+
+void Overlay::listenInbox(EnvelopeHandler handler) {
+    auto& s = *impl_;
+    auto weak = std::weak_ptr<Impl>(impl_);
+    auto* ioPtr = &s.io;
+    auto shared = std::make_shared<EnvelopeHandler>(std::move(handler));
+    s.runner->listen(recordKey("inbox", s.identity.contactId()),
+                     [weak, ioPtr, shared](const std::vector<std::shared_ptr<::dht::Value>>& values,
+                                           bool expired) {
+                         if (expired)
+                             return true;
+                         for (const auto& v : values) {
+                             // SecureDht decrypted it for us and checked the inner signature; a
+                             // value that is still encrypted was for someone else, one without
+                             // owner is not signed.
+                             if (v->isEncrypted() || !v->owner || !*v->owner)
+                                 continue;
+                             Envelope envelope;
+                             auto err = decodeEnvelope(v->data, envelope);
+                             const auto& longId = v->owner->getLongId();
+                             ContactId::Bytes signerBytes{};
+                             std::memcpy(signerBytes.data(), longId.data(), ContactId::kSize);
+                             Impl::postTo(*ioPtr, weak,
+                                          [shared, err, envelope = std::move(envelope),
+                                           signer = ContactId(signerBytes)](Impl& st) {
+                                              if (err != EnvelopeError::ok) {
+                                                  ++st.counters.envelopesMalformed;
+                                                  return;
+                                              }
+                                              (*shared)(envelope, signer);
+                                          });
+                         }
+                         return true;
+                     });
+}
+
+void Overlay::sendEnvelope(const KeyCard& recipientCard, const Envelope& envelope,
+                           std::function<void(bool)> done) {
+    auto& s = *impl_;
+    std::shared_ptr<::dht::crypto::PublicKey> key;
+    try {
+        ::dht::crypto::Certificate cert(
+            ::dht::Blob(recipientCard.certificate.begin(), recipientCard.certificate.end()));
+        key = std::make_shared<::dht::crypto::PublicKey>(cert.getPublicKey());
+    } catch (const std::exception& e) {
+        spdlog::warn("cannot encrypt to {}: {}", envelope.to.shortHex(), e.what());
+        asio::post(s.io, [done = std::move(done)] { done(false); });
+        return;
+    }
+    auto bytes = encodeEnvelope(envelope);
+    auto value =
+        std::make_shared<::dht::Value>(kInboxValueType, ::dht::Blob(bytes.begin(), bytes.end()));
+    auto weak = std::weak_ptr<Impl>(impl_);
+    auto* ioPtr = &s.io;
+    s.runner->putEncrypted(recordKey("inbox", envelope.to), key, value,
+                           [weak, ioPtr, done = std::move(done)](
+                               bool ok, const std::vector<std::shared_ptr<::dht::Node>>&) {
+                               Impl::postTo(*ioPtr, weak, [ok, done](Impl&) { done(ok); });
+                           });
+}
+
+void Overlay::followPresence(const ContactId& id, PresenceHandler handler) {
+    auto& s = *impl_;
+    if (s.presenceListens.count(id))
+        return;
+    auto weak = std::weak_ptr<Impl>(impl_);
+    auto* ioPtr = &s.io;
+    auto shared = std::make_shared<PresenceHandler>(std::move(handler));
+    auto token = s.runner->listen(
+        recordKey("presence", id),
+        [weak, ioPtr, shared, id](const std::vector<std::shared_ptr<::dht::Value>>& values,
+                                  bool expired) {
+            spdlog::debug("presence listen {}: {} values{}", id.shortHex(), values.size(),
+                          expired ? " expired" : "");
+            if (expired)
+                return true;
+            for (const auto& v : values) {
+                if (v->type != kPresenceType)
+                    continue;
+                Presence presence;
+                RecordError err =
+                    ownedBy(*v, id) ? decodePresence(v->data, presence) : RecordError::wrongOwner;
+                Impl::postTo(*ioPtr, weak, [shared, id, err, presence](Impl& st) {
+                    if (err != RecordError::ok) {
+                        ++(err == RecordError::wrongOwner ? st.counters.recordsWrongOwner
+                                                          : st.counters.recordsMalformed);
+                        return;
+                    }
+                    ++st.counters.recordsAccepted;
+                    (*shared)(id, presence);
+                });
+            }
+            return true;
+        });
+    s.presenceListens.emplace(id, token.share());
+}
+
+void Overlay::unfollowPresence(const ContactId& id) {
+    auto& s = *impl_;
+    auto it = s.presenceListens.find(id);
+    if (it == s.presenceListens.end())
+        return;
+    s.runner->cancelListen(recordKey("presence", id), it->second);
+    s.presenceListens.erase(it);
 }
 
 OverlayStatus Overlay::status() const {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "contact_id.h"
+#include "envelope.h"
 #include "identity.h"
 #include "records.h"
 #include "socket_address.h"
@@ -64,6 +65,7 @@ std::string_view toString(LookupResult::State state);
 
 // Counts of records that readers dropped, for status output and tests.
 struct OverlayCounters {
+    std::uint64_t envelopesMalformed = 0; // inbox values that did not decode
     std::uint64_t recordsAccepted = 0;
     std::uint64_t recordsWrongOwner = 0;
     std::uint64_t recordsMalformed = 0;
@@ -92,6 +94,20 @@ public:
 
     // Answers as soon as the records are known, or with what it has after `timeout`.
     void lookup(const ContactId& id, std::chrono::milliseconds timeout, LookupCallback done);
+
+    // Inbox: envelopes encrypted to us, decrypted and signature-checked by OpenDHT, decoded
+    // here; `handler` gets each with the ContactId of its signer (re-delivered after restarts:
+    // the receiver drops ids it has seen). Only one handler.
+    using EnvelopeHandler = std::function<void(const Envelope&, const ContactId& signer)>;
+    void listenInbox(EnvelopeHandler handler);
+    // Encrypts `envelope` to the key in `recipientCard` and puts it into the recipient's inbox.
+    void sendEnvelope(const KeyCard& recipientCard, const Envelope& envelope,
+                      std::function<void(bool ok)> done);
+
+    // Follows a contact's presence record live (DHT listen); owner-checked values only.
+    using PresenceHandler = std::function<void(const ContactId&, const Presence&)>;
+    void followPresence(const ContactId& id, PresenceHandler handler);
+    void unfollowPresence(const ContactId& id);
 
     // Adds a bootstrap node at run time.
     void bootstrap(const std::string& hostPort);

@@ -85,15 +85,31 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     bool stopped = false;
 
     void accept() {
-        acceptor.async_accept(
-            [self = shared_from_this()](const std::error_code& ec, Socket socket) {
-                if (ec || self->stopped)
-                    return;
+        acceptor.async_accept([self = shared_from_this()](const std::error_code& ec,
+                                                          Socket socket) {
+            if (self->stopped || ec == asio::error::operation_aborted)
+                return;
+            if (ec) {
+                // EMFILE and friends: keep serving; try again shortly.
+                spdlog::warn("control socket: accept failed: {}", ec.message());
+                auto timer =
+                    std::make_shared<asio::steady_timer>(self->io, std::chrono::milliseconds(100));
+                timer->async_wait([self, timer](const std::error_code&) {
+                    if (!self->stopped)
+                        self->accept();
+                });
+                return;
+            }
+            if (self->sessions.size() >= kMaxSessions) {
+                std::error_code ignored;
+                socket.close(ignored); // a local client hoarding connections: refuse the extra
+            } else {
                 auto session = std::make_shared<Session>(std::move(socket));
                 self->sessions.insert(session);
                 self->read(session);
-                self->accept();
-            });
+            }
+            self->accept();
+        });
     }
 
     void read(const std::shared_ptr<Session>& session) {

@@ -1,7 +1,9 @@
 // Node: wiring of overlay, control API, events and the node thread.
 #include "node.h"
 
+#include "contacts.h"
 #include "control_server.h"
+#include "store.h"
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -34,6 +36,8 @@ struct Node::Impl {
     asio::io_context io;
     asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
     std::unique_ptr<dht::Overlay> overlay;
+    std::unique_ptr<Store> store;
+    std::unique_ptr<ContactManager> contacts;
     std::unique_ptr<ControlServer> control;
     asio::steady_timer stateTimer{io};
     std::string lastDhtState;
@@ -49,6 +53,11 @@ struct Node::Impl {
     bool stopRequested = false;
 
     void registerMethods(Node& node);
+    void registerContactMethods();
+    void broadcast(const json& event) {
+        if (control)
+            control->broadcast(event);
+    }
     void watchDhtState();
     json statusJson();
 };
@@ -140,6 +149,75 @@ void Node::Impl::registerMethods(Node& node) {
     });
 }
 
+namespace {
+
+// Runs a contact command and answers: usage problems are invalid params (exit 2 in the CLI),
+// everything else a failure (exit 1).
+template <class F> void contactCommand(const ControlServer::Reply& reply, F&& f) {
+    try {
+        reply.ok(f());
+    } catch (const ContactError& e) {
+        reply.error(rpc::kFailed, e.what());
+    } catch (const StoreError& e) {
+        reply.error(rpc::kFailed, e.what());
+    }
+}
+
+std::optional<dht::ContactId> idParam(const json& params, const ControlServer::Reply& reply) {
+    auto text = params.value("id", std::string());
+    auto id = dht::ContactId::parse(text);
+    if (!id)
+        reply.error(rpc::kInvalidParams, "not a contact id: expected 64 hexadecimal characters");
+    return id;
+}
+
+} // namespace
+
+void Node::Impl::registerContactMethods() {
+    control->on("contact.add", [this](const json& params, const ControlServer::Reply& reply) {
+        auto target = idParam(params, reply);
+        if (!target)
+            return;
+        auto message = params.value("message", std::string());
+        auto alias = params.value("alias", std::string());
+        try {
+            contacts->add(*target, message, alias, [reply](json result) { reply.ok(result); });
+        } catch (const ContactError& e) {
+            reply.error(rpc::kFailed, e.what());
+        } catch (const StoreError& e) {
+            reply.error(rpc::kFailed, e.what());
+        }
+    });
+    control->on("contact.requests", [this](const json&, const ControlServer::Reply& reply) {
+        contactCommand(reply, [&] { return contacts->requests(); });
+    });
+    control->on("contacts", [this](const json&, const ControlServer::Reply& reply) {
+        contactCommand(reply, [&] { return contacts->contacts(); });
+    });
+    for (auto method : {"accept", "decline", "block", "unblock", "remove"}) {
+        std::string name = method;
+        control->on("contact." + name,
+                    [this, name](const json& params, const ControlServer::Reply& reply) {
+                        auto target = idParam(params, reply);
+                        if (!target)
+                            return;
+                        contactCommand(reply, [&]() -> json {
+                            if (name == "accept")
+                                return contacts->accept(*target);
+                            if (name == "decline")
+                                contacts->decline(*target);
+                            else if (name == "block")
+                                contacts->block(*target);
+                            else if (name == "unblock")
+                                contacts->unblock(*target);
+                            else
+                                contacts->remove(*target);
+                            return {{"id", target->toHex()}, {"done", name}};
+                        });
+                    });
+    }
+}
+
 Node::Node(NodeOptions options, dht::Identity identity) : impl_(std::make_unique<Impl>()) {
     impl_->options = std::move(options);
     impl_->id = identity.contactId();
@@ -160,11 +238,21 @@ void Node::start() {
     if (s.started)
         return;
     s.startedAt = std::chrono::steady_clock::now();
+    try {
+        s.store = std::make_unique<Store>(s.options.profileDir / "parley.db");
+    } catch (const StoreError& e) {
+        throw std::runtime_error(e.what());
+    }
     s.overlay->start(); // on this thread: the io thread does not run yet
     s.port = s.overlay->status().port;
+    s.contacts = std::make_unique<ContactManager>(
+        s.io, *s.overlay, *s.store, s.id, s.overlay->identity().name(),
+        [&s](const json& event) { s.broadcast(event); },
+        ContactLimits{.presenceSweep = s.options.presencePoll});
     if (s.options.controlSocket) {
         s.control = std::make_unique<ControlServer>(s.io, s.options.profileDir / "control.sock");
         s.registerMethods(*this);
+        s.registerContactMethods();
         try {
             s.control->start();
         } catch (...) {
@@ -175,6 +263,7 @@ void Node::start() {
     }
     if (s.options.publish)
         s.overlay->publish();
+    s.contacts->start();
     s.watchDhtState();
     s.started = true;
     s.thread = std::thread([this] {
@@ -200,6 +289,8 @@ void Node::stop(std::chrono::milliseconds budget) {
     auto future = done->get_future();
     asio::post(s.io, [&s, done, budget] {
         s.stateTimer.cancel();
+        if (s.contacts)
+            s.contacts->stop();
         if (s.control)
             s.control->stop();
         s.overlay->shutdown(budget, [done] { done->set_value(); });
@@ -212,6 +303,8 @@ void Node::stop(std::chrono::milliseconds budget) {
     if (s.thread.joinable())
         s.thread.join();
     s.control.reset();
+    s.contacts.reset();
+    s.store.reset();
     s.overlay.reset();
     requestStop();
 }
@@ -261,7 +354,13 @@ dht::Overlay& Node::overlay() {
     return *impl_->overlay;
 }
 
+ContactManager& Node::contacts() {
+    return *impl_->contacts;
+}
+
 void Node::post(std::function<void()> f) {
+    if (impl_->stopped)
+        throw std::runtime_error("the node is stopped");
     asio::post(impl_->io, std::move(f));
 }
 

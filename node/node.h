@@ -20,11 +20,15 @@ class io_context;
 
 namespace parley::node {
 
+class ContactManager;
+
 struct NodeOptions {
     std::filesystem::path profileDir; // where control.sock and nodes.txt live
     dht::OverlayConfig overlay;
     bool controlSocket = true; // tests running many nodes in one process may turn it off
     bool publish = true;       // publish key card and presence
+    // How often contacts' presence is re-checked (besides live DHT listens).
+    std::chrono::seconds presencePoll{30};
 };
 
 nlohmann::json lookupToJson(const dht::LookupResult& result);
@@ -66,6 +70,7 @@ public:
     }
     // Only on the node's thread (inside call()).
     dht::Overlay& overlay();
+    ContactManager& contacts();
 
 private:
     void post(std::function<void()> f);

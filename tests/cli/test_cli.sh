@@ -118,6 +118,40 @@ check "lookup of a never-existing id" 0 "$PARLEY" --profile "$B" lookup "$(print
 [ "$(json_field "$WORK/out" "['state']")" = not-found ] || { failures=$((failures + 1)); echo "FAIL: not-found"; }
 [ "$(json_field "$WORK/out" "['last_seen']")" = None ] || { failures=$((failures + 1)); echo "FAIL: not-found last_seen"; }
 
+# contacts: alice asks bob, bob accepts
+check "contacts empty" 0 "$PARLEY" --profile "$A" contacts --json
+[ "$(cat "$WORK/out")" = "[]" ] || { failures=$((failures + 1)); echo "FAIL: contacts not empty"; }
+check "contact add" 0 "$PARLEY" --profile "$A" contact add "$BOB" --message $'hi bob \e[31mred' --alias bobby --json
+[ "$(json_field "$WORK/out" "['delivery']")" = stored ] || { failures=$((failures + 1)); echo "FAIL: request not stored"; cat "$WORK/out"; }
+ok=0
+for _ in $(seq 1 50); do
+    "$PARLEY" --profile "$B" contact requests --json >"$WORK/req" 2>/dev/null && grep -q "$ALICE" "$WORK/req" && { ok=1; break; }
+    sleep 0.2
+done
+[ $ok = 1 ] && passes=$((passes + 1)) || { failures=$((failures + 1)); echo "FAIL: bob never saw alice's request"; }
+check "requests for people" 0 "$PARLEY" --profile "$B" contact requests
+if grep -q $'\e' "$WORK/out"; then failures=$((failures + 1)); echo "FAIL: escape sequence reached the terminal"; else passes=$((passes + 1)); fi
+expect_in "request shows the message" "$WORK/out" "hi bob"
+check "accept unknown" 1 "$PARLEY" --profile "$B" contact accept "$(printf '%064d' 5)"
+check "accept malformed" 2 "$PARLEY" --profile "$B" contact accept nothex
+check "accept" 0 "$PARLEY" --profile "$B" contact accept "$ALICE"
+ok=0
+for _ in $(seq 1 50); do
+    "$PARLEY" --profile "$A" contacts --json >"$WORK/c" 2>/dev/null && grep -q '"state":"accepted"' "$WORK/c" && { ok=1; break; }
+    sleep 0.2
+done
+[ $ok = 1 ] && passes=$((passes + 1)) || { failures=$((failures + 1)); echo "FAIL: alice never saw the acceptance"; cat "$WORK/c"; }
+[ "$(json_field "$WORK/c" "[0]['alias']")" = bobby ] || { failures=$((failures + 1)); echo "FAIL: alias"; }
+check "contacts for people" 0 "$PARLEY" --profile "$A" contacts
+expect_in "contacts shows accepted" "$WORK/out" "accepted"
+check "block" 0 "$PARLEY" --profile "$B" contact block "$(printf '%064d' 9)"
+check "unblock" 0 "$PARLEY" --profile "$B" contact unblock "$(printf '%064d' 9)"
+check "unblock again" 1 "$PARLEY" --profile "$B" contact unblock "$(printf '%064d' 9)"
+check "remove unknown" 1 "$PARLEY" --profile "$B" contact remove "$(printf '%064d' 9)"
+check "add self" 1 "$PARLEY" --profile "$A" contact add "$ALICE"
+check "contact without subcommand" 2 "$PARLEY" --profile "$A" contact
+check "contacts without daemon" 3 "$PARLEY" --profile "$C" contacts
+
 # bad arguments
 check "malformed contact id" 2 "$PARLEY" --profile "$B" lookup abc
 expect_in "malformed id message" "$WORK/err" "64 hexadecimal"

@@ -1,7 +1,9 @@
 // Test helpers.
 #include "test_support.h"
 
+#include <cstdlib>
 #include <random>
+#include <spdlog/spdlog.h>
 #include <stdexcept>
 
 namespace parley::test {
@@ -39,9 +41,20 @@ dht::Identity makeIdentity(const std::string& name) {
     return dht::Identity::generate(name, 2048);
 }
 
+// PARLEY_TEST_LOG=debug (or trace, info, ...) shows the nodes' logs while a test runs.
+static void applyTestLogLevel() {
+    static bool done = false;
+    if (done)
+        return;
+    done = true;
+    if (const char* level = std::getenv("PARLEY_TEST_LOG"))
+        spdlog::set_level(spdlog::level::from_str(level));
+}
+
 TestNode startTestNode(const dht::Identity& identity, std::uint32_t network,
                        std::vector<std::string> bootstrap, bool controlSocket,
                        std::unique_ptr<TempDir> dir) {
+    applyTestLogLevel();
     TestNode t;
     t.dir = dir ? std::move(dir) : std::make_unique<TempDir>();
     node::NodeOptions options;
@@ -55,6 +68,7 @@ TestNode startTestNode(const dht::Identity& identity, std::uint32_t network,
     options.overlay.publicBootstrap = false;
     options.overlay.nodesFile = (t.dir->path / "nodes.txt").string();
     options.overlay.name = identity.name();
+    options.presencePoll = std::chrono::seconds(2); // tests wait for presence changes
     t.node = std::make_unique<node::Node>(options, identity);
     t.node->start();
     return t;

@@ -1,0 +1,71 @@
+// Inbox envelopes (DESIGN.md §4): what one node drops into another's DHT inbox, encrypted to
+// the recipient with OpenDHT's putEncrypted. The decoder takes untrusted bytes (after
+// decryption) and never throws; checkEnvelope applies the rules every receiver enforces.
+#pragma once
+
+#include "contact_id.h"
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace parley::dht {
+
+inline constexpr std::uint32_t kEnvelopeVersion = 1;
+inline constexpr std::size_t kMaxEnvelopeSize = 4096;
+inline constexpr std::size_t kMaxRequestMessageSize = 512; // bytes of UTF-8
+// Envelopes live in the DHT for 7 days (value type 4); older ones are dropped on arrival,
+// and a receiver remembers the ids it has seen for as long.
+inline constexpr std::int64_t kEnvelopeWindowMs = 7LL * 24 * 3600 * 1000;
+inline constexpr std::uint16_t kInboxValueType = 4;
+
+enum class EnvelopeKind : std::uint8_t {
+    contactRequest = 1, // "please add me": name and message
+    contactAccept = 2,  // "I accepted you"
+};
+
+std::string_view toString(EnvelopeKind kind);
+
+struct Envelope {
+    EnvelopeKind kind = EnvelopeKind::contactRequest;
+    std::array<std::uint8_t, 16> id{}; // random; receivers drop ids they have seen
+    std::int64_t createdMs = 0;        // unix milliseconds, the sender's clock
+    ContactId from;                    // who claims to send it (must match the signature)
+    ContactId to;                      // who it is for
+    std::string name;                  // sender's display name
+    std::string message;               // for requests
+
+    bool operator==(const Envelope&) const = default;
+};
+
+enum class EnvelopeError {
+    ok = 0,
+    tooLarge,
+    malformed,
+    unsupportedVersion,
+    invalidField, // unknown kind, bad UTF-8, message or name too long
+};
+
+std::string_view describe(EnvelopeError error);
+
+std::vector<std::uint8_t> encodeEnvelope(const Envelope& envelope);
+EnvelopeError decodeEnvelope(std::span<const std::uint8_t> bytes, Envelope& out);
+
+enum class EnvelopeVerdict {
+    accept = 0,
+    forged,         // the signature is not from the ContactId it claims
+    wrongRecipient, // meant for someone else
+    expired,        // older than the window
+    fromTheFuture,  // created more than the clock-skew allowance ahead of us
+};
+
+std::string_view toString(EnvelopeVerdict verdict);
+
+// `signer` is the ContactId of the key that signed the envelope (checked by OpenDHT).
+EnvelopeVerdict checkEnvelope(const Envelope& envelope, const ContactId& signer,
+                              const ContactId& self, std::int64_t nowMs);
+
+} // namespace parley::dht

@@ -1,0 +1,474 @@
+// ContactManager: the contact state machine over inbox envelopes and presence listens.
+#include "contacts.h"
+
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <gnutls/crypto.h>
+#include <spdlog/spdlog.h>
+
+namespace parley::node {
+
+using nlohmann::json;
+
+namespace {
+
+std::int64_t unixMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+json optionalSeconds(const std::optional<std::int64_t>& ms) {
+    return ms ? json(*ms / 1000) : json(nullptr);
+}
+
+} // namespace
+
+struct ContactManager::Impl {
+    Impl(asio::io_context& ioContext, dht::Overlay& o, Store& s)
+        : io(ioContext), overlay(o), store(s), retryTimer(io), sweepTimer(io) {}
+    asio::io_context& io;
+    dht::Overlay& overlay;
+    Store& store;
+    dht::ContactId self;
+    std::string selfName;
+    EventSink events;
+    ContactLimits limits;
+    asio::steady_timer retryTimer, sweepTimer;
+    std::set<EnvelopeId> inFlight;
+    std::map<dht::ContactId, dht::KeyCard> cards; // recipients' verified key cards
+    std::map<dht::ContactId, std::pair<std::int64_t, int>> senderWindow; // hour start, count
+    std::set<dht::ContactId> followed;
+    bool stopped = false;
+};
+
+ContactManager::ContactManager(asio::io_context& io, dht::Overlay& overlay, Store& store,
+                               const dht::ContactId& self, std::string selfName, EventSink events,
+                               ContactLimits limits)
+    : impl_(std::make_shared<Impl>(io, overlay, store)) {
+    impl_->self = self;
+    impl_->selfName = std::move(selfName);
+    impl_->events = std::move(events);
+    impl_->limits = limits;
+}
+
+ContactManager::~ContactManager() {
+    stop();
+}
+
+void ContactManager::start() {
+    auto weak = std::weak_ptr<Impl>(impl_);
+    impl_->overlay.listenInbox([this, weak](const dht::Envelope& e, const dht::ContactId& signer) {
+        if (auto s = weak.lock(); s && !s->stopped)
+            onEnvelope(e, signer);
+    });
+    for (const auto& c : impl_->store.contacts())
+        if (c.state == ContactState::accepted)
+            follow(c.id);
+    for (const auto& p : impl_->store.pending())
+        trySend(p);
+    scheduleRetry();
+    sweepPresence();
+}
+
+void ContactManager::stop() {
+    if (!impl_ || impl_->stopped)
+        return;
+    impl_->stopped = true;
+    impl_->retryTimer.cancel();
+    impl_->sweepTimer.cancel();
+}
+
+void ContactManager::count(const std::string& name) {
+    impl_->store.addCounter(name, 1);
+}
+
+json ContactManager::counters() const {
+    json j = json::object();
+    for (const char* name :
+         {"envelopes_forged", "envelopes_wrong-recipient", "envelopes_expired",
+          "envelopes_from-the-future", "envelopes_replayed", "envelopes_from_blocked",
+          "requests_over_cap", "requests_over_rate", "accepts_unsolicited"})
+        j[name] = impl_->store.counter(name);
+    return j;
+}
+
+json ContactManager::toJson(const ContactRecord& c) const {
+    return {{"id", c.id.toHex()},
+            {"alias", c.alias},
+            {"name", c.name},
+            {"state", toString(c.state)},
+            {"presence", c.online ? "online" : "offline"},
+            {"last_seen", optionalSeconds(c.lastSeenMs)},
+            {"message", c.message},
+            {"since", c.createdMs / 1000}};
+}
+
+json ContactManager::contacts() const {
+    json out = json::array();
+    for (const auto& c : impl_->store.contacts())
+        out.push_back(toJson(c));
+    return out;
+}
+
+json ContactManager::requests() const {
+    json out = json::array();
+    for (const auto& c : impl_->store.contacts())
+        if (c.state == ContactState::incoming)
+            out.push_back({{"id", c.id.toHex()},
+                           {"name", c.name},
+                           {"message", c.message},
+                           {"received", c.createdMs / 1000}});
+    return out;
+}
+
+void ContactManager::add(const dht::ContactId& id, const std::string& message,
+                         const std::string& alias, std::function<void(json)> done) {
+    auto& s = *impl_;
+    if (id == s.self)
+        throw ContactError("that is your own contact id");
+    if (message.size() > dht::kMaxRequestMessageSize || !dht::isValidUtf8(message))
+        throw ContactError("the message must be at most " +
+                           std::to_string(dht::kMaxRequestMessageSize) + " bytes of UTF-8");
+    auto now = unixMs();
+    auto existing = s.store.contact(id);
+    if (existing && existing->state == ContactState::blocked)
+        throw ContactError("this contact is blocked: 'parley contact unblock' first");
+    if (existing && existing->state == ContactState::accepted) {
+        done({{"id", id.toHex()}, {"state", "accepted"}, {"delivery", "none"}});
+        return;
+    }
+    if (existing && existing->state == ContactState::incoming) {
+        auto result = accept(id); // they asked first: adding them is accepting
+        result["delivery"] = "queued";
+        done(result);
+        return;
+    }
+    ContactRecord record = existing.value_or(ContactRecord{});
+    record.id = id;
+    if (!alias.empty())
+        record.alias = dht::truncateUtf8(alias, 64);
+    record.state = ContactState::outgoing;
+    record.message = message;
+    if (!existing)
+        record.createdMs = now;
+    record.updatedMs = now;
+    s.store.upsertContact(record);
+    queue(dht::EnvelopeKind::contactRequest, id, message, [done, id](const std::string& status) {
+        done({{"id", id.toHex()}, {"state", "outgoing"}, {"delivery", status}});
+    });
+}
+
+json ContactManager::accept(const dht::ContactId& id) {
+    auto& s = *impl_;
+    auto existing = s.store.contact(id);
+    if (!existing || existing->state != ContactState::incoming)
+        throw ContactError("no contact request from " + id.toHex());
+    existing->state = ContactState::accepted;
+    existing->updatedMs = unixMs();
+    s.store.upsertContact(*existing);
+    queue(dht::EnvelopeKind::contactAccept, id, "");
+    follow(id);
+    s.events({{"type", "contact.accepted"}, {"id", id.toHex()}, {"by", "us"}});
+    return {{"id", id.toHex()}, {"state", "accepted"}};
+}
+
+void ContactManager::decline(const dht::ContactId& id) {
+    auto existing = impl_->store.contact(id);
+    if (!existing || existing->state != ContactState::incoming)
+        throw ContactError("no contact request from " + id.toHex());
+    // No answer goes back: a declined sender learns nothing, not even that we are online.
+    impl_->store.removeContact(id);
+}
+
+void ContactManager::block(const dht::ContactId& id) {
+    auto& s = *impl_;
+    if (id == s.self)
+        throw ContactError("that is your own contact id");
+    auto record = s.store.contact(id).value_or(ContactRecord{});
+    auto now = unixMs();
+    if (record.createdMs == 0)
+        record.createdMs = now;
+    record.id = id;
+    record.state = ContactState::blocked;
+    record.online = false;
+    record.updatedMs = now;
+    s.store.upsertContact(record);
+    dropPending(id);
+    unfollow(id);
+}
+
+void ContactManager::unblock(const dht::ContactId& id) {
+    auto existing = impl_->store.contact(id);
+    if (!existing || existing->state != ContactState::blocked)
+        throw ContactError(id.toHex() + " is not blocked");
+    impl_->store.removeContact(id);
+}
+
+void ContactManager::remove(const dht::ContactId& id) {
+    if (!impl_->store.removeContact(id))
+        throw ContactError("unknown contact " + id.toHex());
+    dropPending(id);
+    unfollow(id);
+}
+
+void ContactManager::dropPending(const dht::ContactId& id) {
+    for (const auto& p : impl_->store.pending())
+        if (p.recipient == id)
+            impl_->store.removePending(p.id);
+}
+
+void ContactManager::queue(dht::EnvelopeKind kind, const dht::ContactId& to,
+                           const std::string& message, SendStatus status) {
+    auto& s = *impl_;
+    dht::Envelope e;
+    e.kind = kind;
+    if (gnutls_rnd(GNUTLS_RND_NONCE, e.id.data(), e.id.size()) != 0)
+        throw ContactError("no randomness available");
+    e.createdMs = unixMs();
+    e.from = s.self;
+    e.to = to;
+    e.name = dht::truncateUtf8(s.selfName, dht::kMaxNameSize);
+    e.message = message;
+    PendingEnvelope p;
+    p.id = e.id;
+    p.recipient = to;
+    p.kind = static_cast<std::uint8_t>(kind);
+    p.payload = dht::encodeEnvelope(e);
+    p.createdMs = e.createdMs;
+    s.store.addPending(p);
+    trySend(p, std::move(status));
+}
+
+// Sends one pending envelope: the recipient's key comes from their verified key card.
+void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) {
+    auto& s = *impl_;
+    if (!status)
+        status = [](const std::string&) {};
+    if (s.stopped || s.inFlight.count(pending.id)) {
+        status("not-stored");
+        return;
+    }
+    if (unixMs() - pending.createdMs > dht::kEnvelopeWindowMs) {
+        s.store.removePending(pending.id); // the recipient would drop it anyway
+        status("expired");
+        return;
+    }
+    dht::Envelope envelope;
+    if (dht::decodeEnvelope(pending.payload, envelope) != dht::EnvelopeError::ok) {
+        s.store.removePending(pending.id);
+        status("expired");
+        return;
+    }
+    s.inFlight.insert(pending.id);
+    s.store.bumpPendingAttempts(pending.id);
+    auto weak = std::weak_ptr<Impl>(impl_);
+    auto send = [weak, envelope, status](const dht::KeyCard& card) {
+        auto st = weak.lock();
+        if (!st || st->stopped)
+            return;
+        st->overlay.sendEnvelope(card, envelope, [weak, envelope, status](bool ok) {
+            auto st2 = weak.lock();
+            if (!st2)
+                return;
+            st2->inFlight.erase(envelope.id);
+            if (!ok) {
+                spdlog::debug("{} to {} not stored yet; will retry", dht::toString(envelope.kind),
+                              envelope.to.shortHex());
+                status("not-stored");
+                return;
+            }
+            status("stored");
+            st2->store.removePending(envelope.id);
+            st2->events({{"type", "contact.sent"},
+                         {"id", envelope.to.toHex()},
+                         {"kind", dht::toString(envelope.kind)}});
+        });
+    };
+    if (auto it = s.cards.find(pending.recipient); it != s.cards.end()) {
+        send(it->second);
+        return;
+    }
+    s.overlay.lookup(
+        pending.recipient, std::chrono::seconds(10),
+        [weak, send, status, id = pending.id, to = pending.recipient](const dht::LookupResult& r) {
+            auto st = weak.lock();
+            if (!st)
+                return;
+            if (!r.card) {
+                st->inFlight.erase(id);
+                status("no-card");
+                spdlog::info("no key card for {} yet; the request stays pending", to.shortHex());
+                return;
+            }
+            st->cards[to] = *r.card;
+            send(*r.card);
+        });
+}
+
+void ContactManager::scheduleRetry() {
+    auto& s = *impl_;
+    s.retryTimer.expires_after(s.limits.retryInterval);
+    s.retryTimer.async_wait([this, weak = std::weak_ptr<Impl>(impl_)](const std::error_code& ec) {
+        auto st = weak.lock();
+        if (ec || !st || st->stopped)
+            return;
+        for (const auto& p : st->store.pending())
+            trySend(p);
+        scheduleRetry();
+    });
+}
+
+bool ContactManager::senderOverRate(const dht::ContactId& id, std::int64_t nowMs) {
+    auto& [start, n] = impl_->senderWindow[id];
+    if (nowMs - start > 3600'000) {
+        start = nowMs;
+        n = 0;
+    }
+    return ++n > impl_->limits.maxRequestsPerSenderPerHour;
+}
+
+void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& signer) {
+    auto& s = *impl_;
+    auto now = unixMs();
+    auto verdict = dht::checkEnvelope(e, signer, s.self, now);
+    if (verdict != dht::EnvelopeVerdict::accept) {
+        count("envelopes_" + std::string(dht::toString(verdict)));
+        return;
+    }
+    if (!s.store.markEnvelopeSeen(e.id, e.createdMs + dht::kEnvelopeWindowMs)) {
+        count("envelopes_replayed");
+        return;
+    }
+    auto existing = s.store.contact(e.from);
+    if (existing && existing->state == ContactState::blocked) {
+        count("envelopes_from_blocked"); // dropped without a reply
+        return;
+    }
+    if (e.kind == dht::EnvelopeKind::contactAccept) {
+        if (!existing || existing->state != ContactState::outgoing) {
+            if (!existing || existing->state != ContactState::accepted)
+                count("accepts_unsolicited");
+            return;
+        }
+        existing->state = ContactState::accepted;
+        if (!e.name.empty())
+            existing->name = e.name;
+        existing->updatedMs = now;
+        s.store.upsertContact(*existing);
+        follow(e.from);
+        s.events({{"type", "contact.accepted"}, {"id", e.from.toHex()}, {"by", "them"}});
+        return;
+    }
+    // A contact request.
+    if (existing && existing->state == ContactState::accepted) {
+        // They lost their state (reinstall, removal): confirm again.
+        queue(dht::EnvelopeKind::contactAccept, e.from, "");
+        return;
+    }
+    if (existing && existing->state == ContactState::outgoing) {
+        // Both asked: that is agreement.
+        existing->state = ContactState::accepted;
+        existing->name = e.name;
+        existing->updatedMs = now;
+        s.store.upsertContact(*existing);
+        queue(dht::EnvelopeKind::contactAccept, e.from, "");
+        follow(e.from);
+        s.events({{"type", "contact.accepted"}, {"id", e.from.toHex()}, {"by", "both"}});
+        return;
+    }
+    if (senderOverRate(e.from, now)) {
+        count("requests_over_rate");
+        return;
+    }
+    if (!existing && s.store.countContacts(ContactState::incoming) >= s.limits.maxPendingIncoming) {
+        count("requests_over_cap");
+        return;
+    }
+    ContactRecord record = existing.value_or(ContactRecord{});
+    record.id = e.from;
+    record.name = e.name;
+    record.message = e.message;
+    record.state = ContactState::incoming;
+    if (!existing)
+        record.createdMs = now;
+    record.updatedMs = now;
+    s.store.upsertContact(record);
+    s.events({{"type", "contact.request"},
+              {"id", e.from.toHex()},
+              {"name", e.name},
+              {"message", e.message}});
+}
+
+void ContactManager::follow(const dht::ContactId& id) {
+    auto& s = *impl_;
+    if (!s.followed.insert(id).second)
+        return;
+    auto weak = std::weak_ptr<Impl>(impl_);
+    s.overlay.followPresence(id, [this, weak](const dht::ContactId& who, const dht::Presence& p) {
+        if (auto st = weak.lock(); st && !st->stopped)
+            onPresence(who, p);
+    });
+}
+
+void ContactManager::unfollow(const dht::ContactId& id) {
+    if (impl_->followed.erase(id))
+        impl_->overlay.unfollowPresence(id);
+}
+
+void ContactManager::onPresence(const dht::ContactId& id, const dht::Presence& p) {
+    auto& s = *impl_;
+    auto record = s.store.contact(id);
+    if (!record || record->state != ContactState::accepted)
+        return;
+    if (record->lastSeenMs && p.timestampMs < *record->lastSeenMs)
+        return; // an older copy from another replica
+    bool online = p.status != dht::PresenceStatus::offline && dht::isPresenceFresh(p, unixMs());
+    bool changed = online != record->online;
+    s.store.setPresence(id, online, p.timestampMs);
+    if (changed)
+        s.events({{"type", "contact.presence"},
+                  {"id", id.toHex()},
+                  {"presence", online ? "online" : "offline"},
+                  {"last_seen", p.timestampMs / 1000}});
+}
+
+// A contact that vanished without saying goodbye (crash, network loss) goes stale.
+void ContactManager::sweepPresence() {
+    auto& s = *impl_;
+    auto now = unixMs();
+    for (const auto& c : s.store.contacts()) {
+        if (c.state != ContactState::accepted || !c.online || !c.lastSeenMs)
+            continue;
+        if (now - *c.lastSeenMs > dht::kPresenceStaleAfterMs) {
+            s.store.setPresence(c.id, false, c.lastSeenMs);
+            s.events({{"type", "contact.presence"},
+                      {"id", c.id.toHex()},
+                      {"presence", "offline"},
+                      {"last_seen", *c.lastSeenMs / 1000}});
+        }
+    }
+    // DHT listens deliver new presence values quickly, but an edited value (the same record
+    // with a higher seq, e.g. the offline presence a contact publishes when it stops) does not
+    // always reach listeners: poll as well.
+    for (const auto& c : s.store.contacts()) {
+        if (c.state != ContactState::accepted)
+            continue;
+        s.overlay.lookup(c.id, std::chrono::seconds(5),
+                         [this, weak = std::weak_ptr<Impl>(impl_)](const dht::LookupResult& r) {
+                             auto st = weak.lock();
+                             if (!st || st->stopped || !r.lastSeenMs || !r.status)
+                                 return;
+                             onPresence(r.id, dht::Presence{*r.status, *r.lastSeenMs, 0});
+                         });
+    }
+    s.sweepTimer.expires_after(s.limits.presenceSweep);
+    s.sweepTimer.async_wait([this, weak = std::weak_ptr<Impl>(impl_)](const std::error_code& ec) {
+        auto st = weak.lock();
+        if (!ec && st && !st->stopped)
+            sweepPresence();
+    });
+}
+
+} // namespace parley::node

@@ -1,0 +1,89 @@
+// ContactManager: contact requests, acceptance, blocking and live presence of contacts, all
+// through encrypted DHT envelopes (issue 3, DESIGN.md §4). Lives on the node's io thread.
+#pragma once
+
+#include "dht/contact_id.h"
+#include "dht/envelope.h"
+#include "dht/overlay.h"
+#include "store.h"
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+#include <string>
+
+namespace asio {
+class io_context;
+}
+
+namespace parley::node {
+
+// A command that cannot be carried out, with a sentence for the person who asked.
+struct ContactError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct ContactLimits {
+    std::size_t maxPendingIncoming = 100; // incoming requests waiting for an answer
+    int maxRequestsPerSenderPerHour = 3;  // new request envelopes accepted from one sender
+    std::chrono::seconds retryInterval{15};
+    std::chrono::seconds presenceSweep{30};
+};
+
+class ContactManager {
+public:
+    using EventSink = std::function<void(const nlohmann::json& event)>;
+
+    ContactManager(asio::io_context& io, dht::Overlay& overlay, Store& store,
+                   const dht::ContactId& self, std::string selfName, EventSink events,
+                   ContactLimits limits = {});
+    ~ContactManager();
+    ContactManager(const ContactManager&) = delete;
+    ContactManager& operator=(const ContactManager&) = delete;
+
+    // Listens on our inbox, follows accepted contacts' presence, resumes pending sends.
+    void start();
+    void stop();
+
+    // Commands; they throw ContactError (and StoreError) with a readable message.
+    // `add` answers through `done` once the first delivery attempt is over: "stored" (in
+    // their DHT inbox), "no-card" (their key card is not found yet) or "not-stored" (no DHT
+    // node took it yet); the request stays pending and is retried in the last two cases.
+    using SendStatus = std::function<void(const std::string& status)>;
+    void add(const dht::ContactId& id, const std::string& message, const std::string& alias,
+             std::function<void(nlohmann::json)> done);
+    nlohmann::json accept(const dht::ContactId& id);
+    void decline(const dht::ContactId& id);
+    void block(const dht::ContactId& id);
+    void unblock(const dht::ContactId& id);
+    void remove(const dht::ContactId& id);
+    nlohmann::json contacts() const;
+    nlohmann::json requests() const;
+
+    // Test and status hooks.
+    void onEnvelope(const dht::Envelope& envelope, const dht::ContactId& signer);
+    nlohmann::json counters() const;
+
+private:
+    void queue(dht::EnvelopeKind kind, const dht::ContactId& to, const std::string& message,
+               SendStatus status = {});
+    void trySend(const PendingEnvelope& pending, SendStatus status = {});
+    void scheduleRetry();
+    void dropPending(const dht::ContactId& id);
+    void follow(const dht::ContactId& id);
+    void unfollow(const dht::ContactId& id);
+    void onPresence(const dht::ContactId& id, const dht::Presence& presence);
+    void sweepPresence();
+    void count(const std::string& name);
+    bool senderOverRate(const dht::ContactId& id, std::int64_t nowMs);
+    nlohmann::json toJson(const ContactRecord& record) const;
+
+    struct Impl;
+    std::shared_ptr<Impl> impl_;
+};
+
+} // namespace parley::node

@@ -1,0 +1,524 @@
+// The profile's SQLite database: schema, migrations and the queries the node needs.
+#include "store.h"
+
+#include <cstring>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <unordered_map>
+
+namespace parley::node {
+
+namespace {
+
+// Migration N takes the schema from version N-1 to N; index 0 holds migration 1. Once released,
+// a migration never changes: a new schema is a new entry (and kSchemaVersion goes up).
+constexpr const char* kMigrations[] = {
+    R"sql(
+CREATE TABLE contacts (
+    id           TEXT    PRIMARY KEY NOT NULL CHECK (length(id) = 64),
+    alias        TEXT    NOT NULL DEFAULT '',
+    name         TEXT    NOT NULL DEFAULT '',
+    state        TEXT    NOT NULL
+                         CHECK (state IN ('outgoing', 'incoming', 'accepted', 'blocked')),
+    message      TEXT    NOT NULL DEFAULT '',
+    created_ms   INTEGER NOT NULL,
+    updated_ms   INTEGER NOT NULL,
+    last_seen_ms INTEGER,
+    online       INTEGER NOT NULL DEFAULT 0 CHECK (online IN (0, 1))
+) WITHOUT ROWID;
+CREATE INDEX contacts_by_state ON contacts (state);
+
+CREATE TABLE seen_envelopes (
+    id         BLOB    PRIMARY KEY NOT NULL CHECK (length(id) = 16),
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX seen_envelopes_by_expiry ON seen_envelopes (expires_ms);
+
+CREATE TABLE pending_envelopes (
+    seq        INTEGER PRIMARY KEY,
+    id         BLOB    NOT NULL UNIQUE CHECK (length(id) = 16),
+    recipient  TEXT    NOT NULL CHECK (length(recipient) = 64),
+    kind       INTEGER NOT NULL CHECK (kind BETWEEN 0 AND 255),
+    payload    BLOB    NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX pending_envelopes_by_age ON pending_envelopes (created_ms, seq);
+
+CREATE TABLE counters (
+    name  TEXT    PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql",
+};
+static_assert(std::size(kMigrations) == Store::kSchemaVersion);
+
+// SQL texts are the keys of the statement cache, so they live as long as the program.
+constexpr const char* kSelectContact =
+    "SELECT id, alias, name, state, message, created_ms, updated_ms, last_seen_ms, online "
+    "FROM contacts WHERE id = ?1";
+constexpr const char* kSelectContacts =
+    "SELECT id, alias, name, state, message, created_ms, updated_ms, last_seen_ms, online "
+    "FROM contacts ORDER BY "
+    "CASE state WHEN 'accepted' THEN 0 WHEN 'incoming' THEN 1 WHEN 'outgoing' THEN 2 ELSE 3 END, "
+    "(alias = '' AND name = ''), "
+    "CASE WHEN alias <> '' THEN alias ELSE name END COLLATE NOCASE, id";
+constexpr const char* kUpsertContact =
+    "INSERT INTO contacts (id, alias, name, state, message, created_ms, updated_ms, "
+    "last_seen_ms, online) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+    "ON CONFLICT (id) DO UPDATE SET alias = excluded.alias, name = excluded.name, "
+    "state = excluded.state, message = excluded.message, created_ms = excluded.created_ms, "
+    "updated_ms = excluded.updated_ms, last_seen_ms = excluded.last_seen_ms, "
+    "online = excluded.online";
+constexpr const char* kDeleteContact = "DELETE FROM contacts WHERE id = ?1";
+constexpr const char* kCountContacts = "SELECT count(*) FROM contacts WHERE state = ?1";
+constexpr const char* kSetPresence =
+    "UPDATE contacts SET online = ?2, last_seen_ms = coalesce(?3, last_seen_ms) WHERE id = ?1";
+constexpr const char* kInsertSeen =
+    "INSERT OR IGNORE INTO seen_envelopes (id, expires_ms) VALUES (?1, ?2)";
+constexpr const char* kPurgeSeen = "DELETE FROM seen_envelopes WHERE expires_ms < ?1";
+constexpr const char* kCountSeen = "SELECT count(*) FROM seen_envelopes";
+constexpr const char* kInsertPending =
+    "INSERT INTO pending_envelopes (id, recipient, kind, payload, created_ms, attempts) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+constexpr const char* kDeletePending = "DELETE FROM pending_envelopes WHERE id = ?1";
+constexpr const char* kBumpPending =
+    "UPDATE pending_envelopes SET attempts = attempts + 1 WHERE id = ?1";
+constexpr const char* kSelectPending =
+    "SELECT id, recipient, kind, payload, created_ms, attempts FROM pending_envelopes "
+    "ORDER BY created_ms, seq";
+constexpr const char* kAddCounter =
+    "INSERT INTO counters (name, value) VALUES (?1, ?2) "
+    "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value";
+constexpr const char* kSelectCounter = "SELECT value FROM counters WHERE name = ?1";
+
+std::string_view adviceFor(int code) {
+    switch (code) {
+    case SQLITE_READONLY_DBMOVED:
+        return "the database file was moved or deleted while parley was using it; "
+               "restart parley";
+    default:
+        break;
+    }
+    switch (code & 0xff) {
+    case SQLITE_FULL:
+        return "the disk is full; free some space and try again";
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return "another program holds the database (is a second parley daemon using this "
+               "profile?); stop it and try again";
+    case SQLITE_READONLY:
+        return "the database is read-only; make the file and its directory writable by this user";
+    case SQLITE_CORRUPT:
+        return "the database is damaged; move it aside (parley then starts an empty one, "
+               "without your contacts) or restore a backup";
+    case SQLITE_NOTADB:
+        return "the file is not a SQLite database; move it aside or use another profile";
+    case SQLITE_CANTOPEN:
+        return "the file cannot be opened or created; check that its directory exists and is "
+               "writable by this user";
+    case SQLITE_IOERR:
+        return "reading or writing the file failed; check the disk";
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return "access was denied; check the permissions of the file and its directory";
+    case SQLITE_NOMEM:
+        return "out of memory";
+    default:
+        return {};
+    }
+}
+
+} // namespace
+
+std::string_view toString(ContactState state) {
+    switch (state) {
+    case ContactState::outgoing:
+        return "outgoing";
+    case ContactState::incoming:
+        return "incoming";
+    case ContactState::accepted:
+        return "accepted";
+    case ContactState::blocked:
+        return "blocked";
+    }
+    return "unknown";
+}
+
+std::optional<ContactState> contactStateFromString(std::string_view text) {
+    for (auto state : {ContactState::outgoing, ContactState::incoming, ContactState::accepted,
+                       ContactState::blocked})
+        if (toString(state) == text)
+            return state;
+    return std::nullopt;
+}
+
+namespace detail {
+std::string storeErrorMessage(const std::filesystem::path& file, std::string_view action,
+                              int sqliteCode, std::string_view sqliteMessage) {
+    std::string out = file.string() + ": cannot " + std::string(action) + ": ";
+    auto advice = adviceFor(sqliteCode);
+    if (advice.empty())
+        return out + std::string(sqliteMessage);
+    return out + std::string(advice) + " (sqlite: " + std::string(sqliteMessage) + ")";
+}
+} // namespace detail
+
+struct Store::Impl {
+    std::filesystem::path file;
+    sqlite3* db = nullptr;
+    std::unordered_map<const char*, sqlite3_stmt*> statements;
+
+    explicit Impl(std::filesystem::path f) : file(std::move(f)) {}
+    ~Impl() {
+        for (auto& [sql, statement] : statements)
+            sqlite3_finalize(statement);
+        sqlite3_close_v2(db);
+    }
+
+    [[noreturn]] void fail(std::string_view action, int code) const {
+        throw StoreError(detail::storeErrorMessage(file, action, code, sqlite3_errmsg(db)));
+    }
+    [[noreturn]] void damaged(std::string_view what) const {
+        throw StoreError(file.string() + ": " + std::string(what) +
+                         ": the database is damaged; move it aside (parley then starts an empty "
+                         "one, without your contacts) or restore a backup");
+    }
+
+    void exec(const char* sql, std::string_view action) {
+        int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+        if (rc != SQLITE_OK)
+            fail(action, sqlite3_extended_errcode(db));
+    }
+
+    class Query;
+    Query query(const char* sql, std::string_view action);
+};
+
+// One use of a cached statement: binds, steps, reads columns, and resets it when done, so that
+// no statement keeps a read transaction open between calls.
+class Store::Impl::Query {
+public:
+    Query(Impl& impl, sqlite3_stmt* statement, std::string_view action)
+        : impl_(impl), statement_(statement), action_(action) {}
+    ~Query() {
+        sqlite3_reset(statement_);
+        sqlite3_clear_bindings(statement_);
+    }
+    Query(const Query&) = delete;
+    Query& operator=(const Query&) = delete;
+
+    Query& bind(int index, std::int64_t value) {
+        return check(sqlite3_bind_int64(statement_, index, value));
+    }
+    Query& bind(int index, std::optional<std::int64_t> value) {
+        return value ? bind(index, *value) : check(sqlite3_bind_null(statement_, index));
+    }
+    Query& bind(int index, std::string_view text) {
+        // A null pointer would bind NULL, not an empty string.
+        const char* data = text.data() ? text.data() : "";
+        return check(sqlite3_bind_text64(statement_, index, data, text.size(), SQLITE_TRANSIENT,
+                                         SQLITE_UTF8));
+    }
+    Query& bind(int index, const dht::ContactId& id) { return bind(index, id.toHex()); }
+    Query& bindBlob(int index, std::span<const std::uint8_t> bytes) {
+        if (bytes.empty())
+            return check(sqlite3_bind_zeroblob(statement_, index, 0));
+        return check(
+            sqlite3_bind_blob64(statement_, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT));
+    }
+
+    // True while there is a row to read.
+    bool step() {
+        int rc = sqlite3_step(statement_);
+        if (rc == SQLITE_ROW)
+            return true;
+        if (rc == SQLITE_DONE)
+            return false;
+        impl_.fail(action_, sqlite3_extended_errcode(impl_.db));
+    }
+    // Runs a statement that returns no rows; how many rows it changed.
+    int run() {
+        while (step()) {
+        }
+        return sqlite3_changes(impl_.db);
+    }
+
+    bool isNull(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
+    std::int64_t int64(int column) const { return sqlite3_column_int64(statement_, column); }
+    std::string text(int column) const {
+        auto data = reinterpret_cast<const char*>(sqlite3_column_text(statement_, column));
+        return data ? std::string(data, sqlite3_column_bytes(statement_, column)) : std::string();
+    }
+    std::vector<std::uint8_t> blob(int column) const {
+        auto data = static_cast<const std::uint8_t*>(sqlite3_column_blob(statement_, column));
+        auto size = static_cast<std::size_t>(sqlite3_column_bytes(statement_, column));
+        return data ? std::vector<std::uint8_t>(data, data + size) : std::vector<std::uint8_t>();
+    }
+    dht::ContactId contactId(int column) const {
+        auto hex = text(column);
+        auto id = dht::ContactId::parse(hex);
+        if (!id)
+            impl_.damaged("invalid contact id '" + hex + "'");
+        return *id;
+    }
+    // The columns of kSelectContact, in that order.
+    ContactRecord contactRecord() const {
+        ContactRecord r;
+        r.id = contactId(0);
+        r.alias = text(1);
+        r.name = text(2);
+        auto state = text(3);
+        auto parsed = contactStateFromString(state);
+        // The CHECK constraint keeps other values out; a damaged file may not.
+        if (!parsed)
+            impl_.damaged("contact " + r.id.toHex() + " has an unknown state '" + state + "'");
+        r.state = *parsed;
+        r.message = text(4);
+        r.createdMs = int64(5);
+        r.updatedMs = int64(6);
+        if (!isNull(7))
+            r.lastSeenMs = int64(7);
+        r.online = int64(8) != 0;
+        return r;
+    }
+    EnvelopeId envelopeId(int column) const {
+        auto bytes = blob(column);
+        EnvelopeId id{};
+        if (bytes.size() != id.size())
+            impl_.damaged("an envelope id of " + std::to_string(bytes.size()) + " bytes");
+        std::memcpy(id.data(), bytes.data(), id.size());
+        return id;
+    }
+
+private:
+    Query& check(int rc) {
+        if (rc != SQLITE_OK)
+            impl_.fail(action_, rc);
+        return *this;
+    }
+
+    Impl& impl_;
+    sqlite3_stmt* statement_;
+    std::string_view action_;
+};
+
+Store::Impl::Query Store::Impl::query(const char* sql, std::string_view action) {
+    auto& statement = statements[sql];
+    if (!statement) {
+        int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, nullptr);
+        if (rc != SQLITE_OK) {
+            statements.erase(sql);
+            fail(action, sqlite3_extended_errcode(db));
+        }
+    }
+    return Query(*this, statement, action);
+}
+
+namespace {
+
+// Creates the file ourselves so that it (and the -wal and -shm files SQLite gives the same
+// mode) is private from the start; an existing file is made private too. Failures are left for
+// SQLite to report in its own words.
+void prepareFile(const std::filesystem::path& file) {
+    int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) != 0600)
+        ::fchmod(fd, 0600);
+    ::close(fd);
+}
+
+} // namespace
+
+Store::Store(const std::filesystem::path& file) : impl_(std::make_unique<Impl>(file)) {
+    auto& d = *impl_;
+    prepareFile(file);
+    // NOMUTEX: one thread uses the store at a time (the node's), so SQLite's own locks are
+    // unnecessary.
+    int rc =
+        sqlite3_open_v2(file.c_str(), &d.db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+        if (!d.db)
+            throw StoreError(file.string() + ": cannot open: out of memory");
+        d.fail("open", sqlite3_extended_errcode(d.db));
+    }
+    sqlite3_extended_result_codes(d.db, 1);
+    // SQLite quietly falls back to read-only when it may not write the file; parley must write.
+    if (sqlite3_db_readonly(d.db, "main") == 1)
+        throw StoreError(detail::storeErrorMessage(file, "open", SQLITE_READONLY,
+                                                   sqlite3_errstr(SQLITE_READONLY)));
+    sqlite3_busy_timeout(d.db, 2000);
+
+    // Read the version before changing anything, so a newer database is left as it is.
+    int version = schemaVersion();
+    if (version > kSchemaVersion)
+        throw StoreError(file.string() + ": the database has schema version " +
+                         std::to_string(version) + ", newer than this parley understands (" +
+                         std::to_string(kSchemaVersion) +
+                         "); upgrade parley, or use another profile");
+    if (version < 0)
+        d.damaged("negative schema version " + std::to_string(version));
+
+    {
+        auto q = d.query("PRAGMA journal_mode = WAL", "switch to write-ahead logging");
+        if (!q.step() || q.text(0) != "wal")
+            throw StoreError(file.string() +
+                             ": cannot switch to write-ahead logging (journal mode '" + q.text(0) +
+                             "'); put the profile on a local file system");
+    }
+    d.exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", "configure the database");
+
+    // Each step re-reads the version inside its transaction: another process may have
+    // migrated the file meanwhile.
+    while (version < kSchemaVersion) {
+        int next = version + 1;
+        auto action = "upgrade the database to schema version " + std::to_string(next);
+        d.exec("BEGIN IMMEDIATE", action);
+        try {
+            version = schemaVersion();
+            if (version < next) {
+                d.exec(kMigrations[next - 1], action);
+                // PRAGMA takes no parameters; `next` is our own integer.
+                d.exec(("PRAGMA user_version = " + std::to_string(next)).c_str(), action);
+                version = next;
+            }
+            d.exec("COMMIT", action);
+        } catch (...) {
+            sqlite3_exec(d.db, "ROLLBACK", nullptr, nullptr, nullptr);
+            throw;
+        }
+    }
+}
+
+Store::~Store() = default;
+
+int Store::schemaVersion() const {
+    auto q = impl_->query("PRAGMA user_version", "read the schema version");
+    if (!q.step())
+        impl_->damaged("no schema version");
+    return static_cast<int>(q.int64(0));
+}
+
+std::optional<ContactRecord> Store::contact(const dht::ContactId& id) const {
+    auto q = impl_->query(kSelectContact, "read a contact");
+    q.bind(1, id);
+    if (!q.step())
+        return std::nullopt;
+    return q.contactRecord();
+}
+
+std::vector<ContactRecord> Store::contacts() const {
+    auto q = impl_->query(kSelectContacts, "read the contacts");
+    std::vector<ContactRecord> out;
+    while (q.step())
+        out.push_back(q.contactRecord());
+    return out;
+}
+
+void Store::upsertContact(const ContactRecord& r) {
+    auto q = impl_->query(kUpsertContact, "save a contact");
+    q.bind(1, r.id)
+        .bind(2, std::string_view(r.alias))
+        .bind(3, std::string_view(r.name))
+        .bind(4, toString(r.state))
+        .bind(5, std::string_view(r.message))
+        .bind(6, r.createdMs)
+        .bind(7, r.updatedMs)
+        .bind(8, r.lastSeenMs)
+        .bind(9, std::int64_t{r.online ? 1 : 0});
+    q.run();
+}
+
+bool Store::removeContact(const dht::ContactId& id) {
+    auto q = impl_->query(kDeleteContact, "remove a contact");
+    q.bind(1, id);
+    return q.run() > 0;
+}
+
+std::size_t Store::countContacts(ContactState state) const {
+    auto q = impl_->query(kCountContacts, "count contacts");
+    q.bind(1, toString(state));
+    return q.step() ? static_cast<std::size_t>(q.int64(0)) : 0;
+}
+
+void Store::setPresence(const dht::ContactId& id, bool online,
+                        std::optional<std::int64_t> lastSeenMs) {
+    auto q = impl_->query(kSetPresence, "save a contact's presence");
+    q.bind(1, id).bind(2, std::int64_t{online ? 1 : 0}).bind(3, lastSeenMs);
+    q.run();
+}
+
+bool Store::markEnvelopeSeen(const EnvelopeId& id, std::int64_t expiresMs) {
+    auto q = impl_->query(kInsertSeen, "record a received envelope");
+    q.bindBlob(1, id).bind(2, expiresMs);
+    return q.run() > 0;
+}
+
+void Store::purgeSeen(std::int64_t nowMs) {
+    auto q = impl_->query(kPurgeSeen, "forget expired envelope ids");
+    q.bind(1, nowMs);
+    q.run();
+}
+
+std::size_t Store::seenCount() const {
+    auto q = impl_->query(kCountSeen, "count received envelopes");
+    return q.step() ? static_cast<std::size_t>(q.int64(0)) : 0;
+}
+
+void Store::addPending(const PendingEnvelope& e) {
+    auto q = impl_->query(kInsertPending, "queue an envelope");
+    q.bindBlob(1, e.id)
+        .bind(2, e.recipient)
+        .bind(3, std::int64_t{e.kind})
+        .bindBlob(4, e.payload)
+        .bind(5, e.createdMs)
+        .bind(6, std::int64_t{e.attempts});
+    q.run();
+}
+
+bool Store::removePending(const EnvelopeId& id) {
+    auto q = impl_->query(kDeletePending, "remove a queued envelope");
+    q.bindBlob(1, id);
+    return q.run() > 0;
+}
+
+void Store::bumpPendingAttempts(const EnvelopeId& id) {
+    auto q = impl_->query(kBumpPending, "count an attempt to send an envelope");
+    q.bindBlob(1, id);
+    q.run();
+}
+
+std::vector<PendingEnvelope> Store::pending() const {
+    auto q = impl_->query(kSelectPending, "read the queued envelopes");
+    std::vector<PendingEnvelope> out;
+    while (q.step()) {
+        PendingEnvelope e;
+        e.id = q.envelopeId(0);
+        e.recipient = q.contactId(1);
+        e.kind = static_cast<std::uint8_t>(q.int64(2));
+        e.payload = q.blob(3);
+        e.createdMs = q.int64(4);
+        e.attempts = static_cast<int>(q.int64(5));
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+void Store::addCounter(std::string_view name, std::int64_t delta) {
+    auto q = impl_->query(kAddCounter, "update a counter");
+    q.bind(1, name).bind(2, delta);
+    q.run();
+}
+
+std::int64_t Store::counter(std::string_view name) const {
+    auto q = impl_->query(kSelectCounter, "read a counter");
+    q.bind(1, name);
+    return q.step() ? q.int64(0) : 0;
+}
+
+} // namespace parley::node

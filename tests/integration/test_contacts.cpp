@@ -1,0 +1,219 @@
+// Contacts over encrypted DHT envelopes: requests, acceptance, presence, decline, block,
+// offline delivery, replay and forgery, persistence across restarts. Real nodes on loopback.
+#include "dht/envelope.h"
+#include "node/contacts.h"
+#include "support/test_support.h"
+
+#include <catch2/catch.hpp>
+
+using namespace parley;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+json contactsOf(node::Node& n) {
+    return n.call([&] { return n.contacts().contacts(); });
+}
+
+json requestsOf(node::Node& n) {
+    return n.call([&] { return n.contacts().requests(); });
+}
+
+// The entry for `id` in `parley contacts`, or null.
+json entry(node::Node& n, const dht::ContactId& id) {
+    for (const auto& c : contactsOf(n))
+        if (c["id"] == id.toHex())
+            return c;
+    return nullptr;
+}
+
+std::string stateOf(node::Node& n, const dht::ContactId& id) {
+    auto e = entry(n, id);
+    return e.is_null() ? "none" : e["state"].get<std::string>();
+}
+
+std::string add(node::Node& from, const dht::ContactId& to, const std::string& message) {
+    auto promise = std::make_shared<std::promise<json>>();
+    auto future = promise->get_future();
+    from.call([&] {
+        from.contacts().add(to, message, "", [promise](json r) { promise->set_value(r); });
+        return 0;
+    });
+    return future.get()["delivery"].get<std::string>();
+}
+
+std::int64_t counter(node::Node& n, const std::string& name) {
+    return n.call([&] { return n.contacts().counters()[name].get<std::int64_t>(); });
+}
+
+bool waitConnected(node::Node& n) {
+    return test::eventually([&] { return n.status()["dht"]["state"] == "connected"; }, 20s);
+}
+
+// A little network: `seed` stays up as storage while others come and go.
+struct Network {
+    std::uint32_t id = test::randomNetworkId();
+    dht::Identity seedId = test::makeIdentity("seed");
+    test::TestNode seed = test::startTestNode(seedId, id, {});
+    test::TestNode start(const dht::Identity& who, std::unique_ptr<test::TempDir> dir = nullptr) {
+        auto n = test::startTestNode(who, id, {seed.address()}, false, std::move(dir));
+        REQUIRE(waitConnected(*n.node));
+        return n;
+    }
+};
+
+} // namespace
+
+TEST_CASE("A adds B, B accepts, both see each other's presence change") {
+    Network net;
+    auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
+    auto a = net.start(aId);
+    auto b = net.start(bId);
+    // B's card must be findable before A can encrypt to B.
+    REQUIRE(test::eventually([&] { return a.node->lookup(bId.contactId(), 3s).card.has_value(); },
+                             20s));
+
+    CHECK(add(*a.node, bId.contactId(), "hi bob") == "stored");
+    CHECK(stateOf(*a.node, bId.contactId()) == "outgoing");
+    REQUIRE(test::eventually([&] { return requestsOf(*b.node).size() == 1; }, 20s));
+    auto request = requestsOf(*b.node)[0];
+    CHECK(request["id"] == aId.contactId().toHex());
+    CHECK(request["name"] == "alice");
+    CHECK(request["message"] == "hi bob");
+    CHECK(stateOf(*b.node, aId.contactId()) == "incoming");
+
+    b.node->call([&] { return b.node->contacts().accept(aId.contactId()); });
+    CHECK(stateOf(*b.node, aId.contactId()) == "accepted");
+    REQUIRE(test::eventually([&] { return stateOf(*a.node, bId.contactId()) == "accepted"; }, 20s));
+    CHECK(entry(*a.node, bId.contactId())["name"] == "bob");
+
+    // Presence: online, then offline when B stops, then online again when B comes back.
+    REQUIRE(test::eventually(
+        [&] { return entry(*a.node, bId.contactId())["presence"] == "online"; }, 20s));
+    CHECK(test::eventually([&] { return entry(*b.node, aId.contactId())["presence"] == "online"; },
+                           20s));
+    b.node->stop();
+    b.node.reset();
+    CHECK(test::eventually([&] { return entry(*a.node, bId.contactId())["presence"] == "offline"; },
+                           20s));
+    auto b2 = net.start(bId, std::move(b.dir));
+    CHECK(test::eventually([&] { return entry(*a.node, bId.contactId())["presence"] == "online"; },
+                           20s));
+    // All states survived B's restart.
+    CHECK(stateOf(*b2.node, aId.contactId()) == "accepted");
+}
+
+TEST_CASE("decline and block: a blocked sender's new request is dropped unseen") {
+    Network net;
+    auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
+    auto a = net.start(aId);
+    auto b = net.start(bId);
+    REQUIRE(test::eventually([&] { return a.node->lookup(bId.contactId(), 3s).card.has_value(); },
+                             20s));
+    add(*a.node, bId.contactId(), "first");
+    REQUIRE(test::eventually([&] { return requestsOf(*b.node).size() == 1; }, 20s));
+    b.node->call([&] {
+        b.node->contacts().decline(aId.contactId());
+        return 0;
+    });
+    CHECK(requestsOf(*b.node).empty());
+    CHECK(stateOf(*a.node, bId.contactId()) == "outgoing"); // A is not told
+
+    b.node->call([&] {
+        b.node->contacts().block(aId.contactId());
+        return 0;
+    });
+    CHECK(stateOf(*b.node, aId.contactId()) == "blocked");
+    // A asks again: the envelope arrives but is dropped without a reply.
+    a.node->call([&] {
+        a.node->contacts().remove(bId.contactId());
+        return 0;
+    });
+    add(*a.node, bId.contactId(), "second");
+    CHECK(test::eventually([&] { return counter(*b.node, "envelopes_from_blocked") >= 1; }, 20s));
+    CHECK(requestsOf(*b.node).empty());
+    CHECK(stateOf(*a.node, bId.contactId()) == "outgoing");
+
+    b.node->call([&] {
+        b.node->contacts().unblock(aId.contactId());
+        return 0;
+    });
+    CHECK(stateOf(*b.node, aId.contactId()) == "none");
+    CHECK_THROWS_AS(b.node->call([&] {
+        b.node->contacts().accept(aId.contactId());
+        return 0;
+    }),
+                    node::ContactError);
+}
+
+TEST_CASE("a request reaches a recipient who was offline, after the sender left") {
+    Network net;
+    auto aId = test::makeIdentity("alice"), cId = test::makeIdentity("carol");
+    auto a = net.start(aId);
+    // Carol has been online once (her key card is in the DHT), then left.
+    auto c = net.start(cId);
+    REQUIRE(test::eventually([&] { return a.node->lookup(cId.contactId(), 3s).card.has_value(); },
+                             20s));
+    c.node->stop();
+    c.node.reset();
+    CHECK(add(*a.node, cId.contactId(), "are you there?") == "stored");
+    a.node->stop();
+    a.node.reset();
+    auto c2 = net.start(cId, std::move(c.dir));
+    REQUIRE(test::eventually([&] { return requestsOf(*c2.node).size() == 1; }, 20s));
+    CHECK(requestsOf(*c2.node)[0]["message"] == "are you there?");
+}
+
+TEST_CASE("replayed and forged envelopes do nothing") {
+    Network net;
+    auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
+    auto mallory = test::makeIdentity("mallory");
+    auto b = net.start(bId);
+    dht::Envelope e;
+    e.kind = dht::EnvelopeKind::contactRequest;
+    e.id.fill(0x42);
+    e.createdMs = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    e.from = aId.contactId();
+    e.to = bId.contactId();
+    e.name = "alice";
+    e.message = "once";
+    auto deliver = [&](const dht::Envelope& env, const dht::ContactId& signer) {
+        b.node->call([&] {
+            b.node->contacts().onEnvelope(env, signer);
+            return 0;
+        });
+    };
+    // Signed by Mallory but claiming to be Alice.
+    deliver(e, mallory.contactId());
+    CHECK(requestsOf(*b.node).empty());
+    CHECK(counter(*b.node, "envelopes_forged") == 1);
+    // Genuine, then replayed.
+    deliver(e, aId.contactId());
+    CHECK(requestsOf(*b.node).size() == 1);
+    deliver(e, aId.contactId());
+    CHECK(requestsOf(*b.node).size() == 1);
+    CHECK(counter(*b.node, "envelopes_replayed") == 1);
+    // Too old, and for someone else.
+    auto old = e;
+    old.id.fill(0x43);
+    old.createdMs -= dht::kEnvelopeWindowMs + 60'000;
+    deliver(old, aId.contactId());
+    CHECK(counter(*b.node, "envelopes_expired") == 1);
+    auto other = e;
+    other.id.fill(0x44);
+    other.to = mallory.contactId();
+    deliver(other, aId.contactId());
+    CHECK(counter(*b.node, "envelopes_wrong-recipient") == 1);
+    // Flooding from one sender is capped; the cap does not stop others.
+    for (int i = 0; i < 10; ++i) {
+        auto flood = e;
+        flood.id.fill(static_cast<std::uint8_t>(0x50 + i));
+        flood.from = mallory.contactId();
+        deliver(flood, mallory.contactId());
+    }
+    CHECK(counter(*b.node, "requests_over_rate") >= 7);
+    CHECK(requestsOf(*b.node).size() == 2); // alice and (one) mallory
+}
