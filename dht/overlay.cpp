@@ -716,31 +716,33 @@ void Overlay::listenInbox(EnvelopeHandler handler) {
                                  continue;
                              Envelope envelope;
                              auto err = decodeEnvelope(v->data, envelope);
-                             const auto& longId = v->owner->getLongId();
-                             ContactId::Bytes signerBytes{};
-                             std::memcpy(signerBytes.data(), longId.data(), ContactId::kSize);
+                             ::dht::Blob keyDer;
+                             v->owner->pack(keyDer);
+                             std::vector<std::uint8_t> signerKey(keyDer.begin(), keyDer.end());
+                             auto signer = ContactId::ofPublicKeyDer(signerKey);
                              Impl::postTo(*ioPtr, weak,
-                                          [shared, err, envelope = std::move(envelope),
-                                           signer = ContactId(signerBytes)](Impl& st) {
+                                          [shared, err, envelope = std::move(envelope), signer,
+                                           signerKey = std::move(signerKey)](Impl& st) {
                                               if (err != EnvelopeError::ok) {
                                                   ++st.counters.envelopesMalformed;
                                                   return;
                                               }
-                                              (*shared)(envelope, signer);
+                                              (*shared)(envelope, signer, signerKey);
                                           });
                          }
                          return true;
                      });
 }
 
-void Overlay::sendEnvelope(const KeyCard& recipientCard, const Envelope& envelope,
+void Overlay::sendEnvelope(const std::vector<std::uint8_t>& recipientKey, const Envelope& envelope,
                            std::function<void(bool)> done) {
     auto& s = *impl_;
     std::shared_ptr<::dht::crypto::PublicKey> key;
     try {
-        ::dht::crypto::Certificate cert(
-            ::dht::Blob(recipientCard.certificate.begin(), recipientCard.certificate.end()));
-        key = std::make_shared<::dht::crypto::PublicKey>(cert.getPublicKey());
+        key = std::make_shared<::dht::crypto::PublicKey>(
+            ::dht::Blob(recipientKey.begin(), recipientKey.end()));
+        if (!*key || ContactId::ofPublicKeyDer(recipientKey) != envelope.to)
+            throw std::runtime_error("the key is not the recipient's");
     } catch (const std::exception& e) {
         spdlog::warn("cannot encrypt to {}: {}", envelope.to.shortHex(), e.what());
         asio::post(s.io, [done = std::move(done)] { done(false); });

@@ -98,10 +98,13 @@ public:
     // Inbox: envelopes encrypted to us, decrypted and signature-checked by OpenDHT, decoded
     // here; `handler` gets each with the ContactId of its signer (re-delivered after restarts:
     // the receiver drops ids it has seen). Only one handler.
-    using EnvelopeHandler = std::function<void(const Envelope&, const ContactId& signer)>;
+    // `signerKey` is the signer's DER public key, so that an answer needs no card lookup.
+    using EnvelopeHandler = std::function<void(const Envelope&, const ContactId& signer,
+                                               const std::vector<std::uint8_t>& signerKey)>;
     void listenInbox(EnvelopeHandler handler);
     // Encrypts `envelope` to the key in `recipientCard` and puts it into the recipient's inbox.
-    void sendEnvelope(const KeyCard& recipientCard, const Envelope& envelope,
+    // `recipientKey`: their DER public key (publicKeyOfCard, or an envelope's signerKey).
+    void sendEnvelope(const std::vector<std::uint8_t>& recipientKey, const Envelope& envelope,
                       std::function<void(bool ok)> done);
 
     // Follows a contact's presence record live (DHT listen); owner-checked values only.

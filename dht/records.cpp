@@ -246,6 +246,28 @@ RecordError verifyKeyCard(const KeyCard& card, const ContactId& owner) {
     return result;
 }
 
+std::vector<std::uint8_t> publicKeyOfCard(const KeyCard& card) {
+    std::vector<std::uint8_t> out;
+    gnutls_x509_crt_t crt = nullptr;
+    gnutls_pubkey_t pub = nullptr;
+    if (gnutls_x509_crt_init(&crt) != GNUTLS_E_SUCCESS)
+        return out;
+    gnutls_datum_t datum{const_cast<unsigned char*>(card.certificate.data()),
+                         static_cast<unsigned>(card.certificate.size())};
+    gnutls_datum_t der{};
+    if (gnutls_x509_crt_import(crt, &datum, GNUTLS_X509_FMT_DER) == GNUTLS_E_SUCCESS &&
+        gnutls_pubkey_init(&pub) == GNUTLS_E_SUCCESS &&
+        gnutls_pubkey_import_x509(pub, crt, 0) == GNUTLS_E_SUCCESS &&
+        gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &der) == GNUTLS_E_SUCCESS) {
+        out.assign(der.data, der.data + der.size);
+        gnutls_free(der.data);
+    }
+    if (pub)
+        gnutls_pubkey_deinit(pub);
+    gnutls_x509_crt_deinit(crt);
+    return out;
+}
+
 std::vector<std::uint8_t> encodePresence(const Presence& presence) {
     msgpack::sbuffer buf;
     msgpack::packer<msgpack::sbuffer> pk(buf);

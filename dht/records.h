@@ -76,6 +76,8 @@ std::vector<std::uint8_t> encodeKeyCard(const KeyCard& card);
 RecordError decodeKeyCard(std::span<const std::uint8_t> bytes, KeyCard& out);
 // The card's certificate must carry the public key whose SHA-256 is `owner`.
 RecordError verifyKeyCard(const KeyCard& card, const ContactId& owner);
+// The DER public key inside the card's certificate; empty when the certificate is unusable.
+std::vector<std::uint8_t> publicKeyOfCard(const KeyCard& card);
 
 std::vector<std::uint8_t> encodePresence(const Presence& presence);
 RecordError decodePresence(std::span<const std::uint8_t> bytes, Presence& out);

@@ -37,7 +37,10 @@ struct ContactManager::Impl {
     ContactLimits limits;
     asio::steady_timer retryTimer, sweepTimer;
     std::set<EnvelopeId> inFlight;
-    std::map<dht::ContactId, dht::KeyCard> cards; // recipients' verified key cards
+    // Recipients' DER public keys: from their verified key card, or from an envelope they
+    // signed (so an answer needs no lookup).
+    std::map<dht::ContactId, std::vector<std::uint8_t>> keys;
+    std::map<EnvelopeId, int> noCardRetries; // backoff while a recipient's card is missing
     std::map<dht::ContactId, std::pair<std::int64_t, int>> senderWindow; // hour start, count
     std::set<dht::ContactId> followed;
     bool stopped = false;
@@ -59,9 +62,14 @@ ContactManager::~ContactManager() {
 
 void ContactManager::start() {
     auto weak = std::weak_ptr<Impl>(impl_);
-    impl_->overlay.listenInbox([this, weak](const dht::Envelope& e, const dht::ContactId& signer) {
-        if (auto s = weak.lock(); s && !s->stopped)
-            onEnvelope(e, signer);
+    impl_->overlay.listenInbox([this, weak](const dht::Envelope& e, const dht::ContactId& signer,
+                                            const std::vector<std::uint8_t>& signerKey) {
+        auto s = weak.lock();
+        if (!s || s->stopped)
+            return;
+        if (e.from == signer && !signerKey.empty())
+            s->keys[signer] = signerKey;
+        onEnvelope(e, signer);
     });
     for (const auto& c : impl_->store.contacts())
         if (c.state == ContactState::accepted)
@@ -264,11 +272,11 @@ void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) 
     s.inFlight.insert(pending.id);
     s.store.bumpPendingAttempts(pending.id);
     auto weak = std::weak_ptr<Impl>(impl_);
-    auto send = [weak, envelope, status](const dht::KeyCard& card) {
+    auto send = [weak, envelope, status](const std::vector<std::uint8_t>& key) {
         auto st = weak.lock();
         if (!st || st->stopped)
             return;
-        st->overlay.sendEnvelope(card, envelope, [weak, envelope, status](bool ok) {
+        st->overlay.sendEnvelope(key, envelope, [weak, envelope, status](bool ok) {
             auto st2 = weak.lock();
             if (!st2)
                 return;
@@ -286,24 +294,42 @@ void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) 
                          {"kind", dht::toString(envelope.kind)}});
         });
     };
-    if (auto it = s.cards.find(pending.recipient); it != s.cards.end()) {
+    if (auto it = s.keys.find(pending.recipient); it != s.keys.end()) {
         send(it->second);
         return;
     }
     s.overlay.lookup(
         pending.recipient, std::chrono::seconds(10),
-        [weak, send, status, id = pending.id, to = pending.recipient](const dht::LookupResult& r) {
+        [this, weak, send, status, id = pending.id,
+         to = pending.recipient](const dht::LookupResult& r) {
             auto st = weak.lock();
             if (!st)
                 return;
-            if (!r.card) {
+            auto key = r.card ? dht::publicKeyOfCard(*r.card) : std::vector<std::uint8_t>{};
+            if (key.empty()) {
                 st->inFlight.erase(id);
                 status("no-card");
                 spdlog::info("no key card for {} yet; the request stays pending", to.shortHex());
+                // Retry soon (1, 2, 4, 8 s), then with the regular retries: the card of
+                // someone who has just come online appears within seconds.
+                int n = st->noCardRetries[id]++;
+                if (n < 4) {
+                    auto timer =
+                        std::make_shared<asio::steady_timer>(st->io, std::chrono::seconds(1 << n));
+                    timer->async_wait([this, weak, timer, id](const std::error_code& ec) {
+                        auto st2 = weak.lock();
+                        if (ec || !st2 || st2->stopped)
+                            return;
+                        for (const auto& p : st2->store.pending())
+                            if (p.id == id)
+                                trySend(p);
+                    });
+                }
                 return;
             }
-            st->cards[to] = *r.card;
-            send(*r.card);
+            st->noCardRetries.erase(id);
+            st->keys[to] = key;
+            send(key);
         });
 }
 

@@ -1,0 +1,90 @@
+// Benchmark: contact requests on loopback. Time from `add` to the request being visible at an
+// online recipient, and from `accept` to `accepted` at the sender; p50/p95 over N runs, each
+// with a new sender (a recipient takes at most 3 requests per sender per hour).
+// Usage: bench_contacts [RUNS=20]
+#include "node/contacts.h"
+#include "support/test_support.h"
+
+#include <algorithm>
+#include <cstdio>
+
+using namespace parley;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+double ms(Clock::duration d) {
+    return std::chrono::duration<double, std::milli>(d).count();
+}
+
+bool waitFor(const std::function<bool()>& f, std::chrono::milliseconds budget) {
+    return test::eventually(f, budget, std::chrono::milliseconds(1));
+}
+} // namespace
+
+int main(int argc, char** argv) {
+    int runs = argc > 1 ? std::atoi(argv[1]) : 20;
+    auto network = test::randomNetworkId();
+    auto seed = test::startTestNode(test::makeIdentity("seed"), network, {});
+    std::vector<test::TestNode> helpers;
+    for (int i = 0; i < 4; ++i)
+        helpers.push_back(test::startTestNode(test::makeIdentity("h"), network, {seed.address()}));
+    auto bId = test::makeIdentity("bob");
+    auto b = test::startTestNode(bId, network, {seed.address()});
+    std::vector<double> toVisible, toAccepted;
+    int failed = 0;
+    for (int run = 0; run < runs; ++run) {
+        auto aId = test::makeIdentity("alice" + std::to_string(run));
+        auto a = test::startTestNode(aId, network, {seed.address()});
+        test::eventually([&] { return a.node->status()["dht"]["state"] == "connected"; }, 20s);
+        test::eventually([&] { return a.node->lookup(bId.contactId(), 3s).card.has_value(); }, 20s);
+        auto hex = aId.contactId().toHex();
+        auto t0 = Clock::now();
+        a.node->call([&] {
+            a.node->contacts().add(bId.contactId(), "hello", "", [](nlohmann::json) {});
+            return 0;
+        });
+        bool seen = waitFor(
+            [&] {
+                auto r = b.node->call([&] { return b.node->contacts().requests(); });
+                return std::any_of(r.begin(), r.end(), [&](auto& q) { return q["id"] == hex; });
+            },
+            20s);
+        auto t1 = Clock::now();
+        if (!seen) {
+            ++failed;
+            continue;
+        }
+        toVisible.push_back(ms(t1 - t0));
+        b.node->call([&] { return b.node->contacts().accept(aId.contactId()); });
+        auto t2 = Clock::now();
+        bool accepted = waitFor(
+            [&] {
+                auto cs = a.node->call([&] { return a.node->contacts().contacts(); });
+                return !cs.empty() && cs[0]["state"] == "accepted";
+            },
+            20s);
+        if (!accepted) {
+            ++failed;
+            continue;
+        }
+        toAccepted.push_back(ms(Clock::now() - t2));
+    }
+    auto report = [](const char* what, std::vector<double> v) {
+        if (v.empty()) {
+            std::printf("  %s: no successful run\n", what);
+            return;
+        }
+        std::sort(v.begin(), v.end());
+        auto pct = [&](double p) {
+            return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
+        };
+        std::printf("  %s: p50 %.1f ms  p95 %.1f ms  max %.1f ms  (%zu runs)\n", what, pct(0.5),
+                    pct(0.95), v.back(), v.size());
+    };
+    std::printf("contact requests on loopback, 7-node network, %d runs (%d failed)\n", runs,
+                failed);
+    report("add -> request visible at the recipient", toVisible);
+    report("accept -> accepted at the sender", toAccepted);
+    return failed == 0 ? 0 : 1;
+}
