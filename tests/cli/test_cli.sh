@@ -144,6 +144,7 @@ done
 [ "$(json_field "$WORK/c" "[0]['alias']")" = bobby ] || { failures=$((failures + 1)); echo "FAIL: alias"; }
 check "contacts for people" 0 "$PARLEY" --profile "$A" contacts
 expect_in "contacts shows accepted" "$WORK/out" "accepted"
+check "decline without a request" 1 "$PARLEY" --profile "$B" contact decline "$(printf '%064d' 9)"
 check "block" 0 "$PARLEY" --profile "$B" contact block "$(printf '%064d' 9)"
 check "unblock" 0 "$PARLEY" --profile "$B" contact unblock "$(printf '%064d' 9)"
 check "unblock again" 1 "$PARLEY" --profile "$B" contact unblock "$(printf '%064d' 9)"

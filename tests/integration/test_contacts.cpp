@@ -216,4 +216,32 @@ TEST_CASE("replayed and forged envelopes do nothing") {
     }
     CHECK(counter(*b.node, "requests_over_rate") >= 7);
     CHECK(requestsOf(*b.node).size() == 2); // alice and (one) mallory
+
+    // Many senders: pending requests are capped at 100; the rest are dropped and counted.
+    for (int i = 0; i < 110; ++i) {
+        auto many = e;
+        many.id.fill(0);
+        many.id[0] = 0x80;
+        many.id[1] = static_cast<std::uint8_t>(i);
+        dht::ContactId::Bytes sender{};
+        sender[0] = 0xee;
+        sender[1] = static_cast<std::uint8_t>(i);
+        many.from = dht::ContactId(sender);
+        deliver(many, many.from);
+    }
+    CHECK(requestsOf(*b.node).size() == 100);
+    CHECK(counter(*b.node, "requests_over_cap") == 12);
+    // Once B answers some, a legitimate request gets through again.
+    b.node->call([&] {
+        b.node->contacts().decline(aId.contactId());
+        b.node->contacts().decline(mallory.contactId());
+        return 0;
+    });
+    auto carol = test::makeIdentity("carol");
+    auto fromCarol = e;
+    fromCarol.id.fill(0x99);
+    fromCarol.from = carol.contactId();
+    deliver(fromCarol, carol.contactId());
+    CHECK(requestsOf(*b.node).size() == 99);
+    CHECK(stateOf(*b.node, carol.contactId()) == "incoming");
 }
