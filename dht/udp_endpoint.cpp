@@ -209,7 +209,10 @@ void UdpEndpoint::receiveLoop() {
 }
 
 void UdpEndpoint::receiveFrom(int fd) {
-    static thread_local std::array<std::uint8_t, kMaxDatagram> buf;
+    // The receive thread's buffer lives in the endpoint: a thread_local of this size would
+    // enlarge the static TLS block of every thread in the process (SDL's audio thread, with
+    // its 64 KiB stack, then failed to start).
+    auto& buf = receiveBuffer_;
     for (int budget = 256; budget > 0; --budget) {
         SocketAddress from;
         socklen_t len = sizeof(sockaddr_storage);

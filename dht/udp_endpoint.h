@@ -5,6 +5,7 @@
 
 #include "socket_address.h"
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -78,6 +79,7 @@ private:
 
     mutable std::mutex statsMutex_;
     Stats stats_;
+    std::array<std::uint8_t, 64 * 1024> receiveBuffer_{}; // receive thread only
 };
 
 } // namespace parley::dht

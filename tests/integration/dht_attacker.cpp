@@ -3,6 +3,7 @@
 // Run as its own process so that the test process holds only parley nodes.
 // Usage: dht_attacker NETWORK BOOTSTRAP_PORT KEY_HEX VALUE_ID TYPE [KEY_HEX VALUE_ID TYPE]...
 #include <arpa/inet.h>
+#include <atomic>
 #include <cstdio>
 #include <future>
 #include <netinet/in.h>
@@ -36,9 +37,16 @@ int main(int argc, char** argv) {
         // Inline (< 600 bytes) and in value parts (> 600 bytes).
         for (std::size_t size : {16u, 2000u}) {
             auto value = std::make_shared<dht::Value>(type, dht::Blob(size, 'x'), id);
-            std::promise<bool> done;
-            runner.put(key, value, [&](bool ok) { done.set_value(ok); });
-            done.get_future().wait_for(std::chrono::seconds(10));
+            // The callback may come after we stopped waiting (or more than once): it must not
+            // touch anything on this stack.
+            auto done = std::make_shared<std::promise<bool>>();
+            auto once = std::make_shared<std::atomic<bool>>(false);
+            auto future = done->get_future();
+            runner.put(key, value, [done, once](bool ok) {
+                if (!once->exchange(true))
+                    done->set_value(ok);
+            });
+            future.wait_for(std::chrono::seconds(10));
             ++sent;
         }
     }
