@@ -1,7 +1,7 @@
 // Benchmark: contact requests on loopback. Time from `add` to the request being visible at an
 // online recipient, and from `accept` to `accepted` at the sender; p50/p95 over N runs, each
 // with a new sender (a recipient takes at most 3 requests per sender per hour).
-// Usage: bench_contacts [RUNS=20]
+// Usage: bench_contacts [RUNS=20] [SETTLE_SECONDS=0]
 #include "node/contacts.h"
 #include "support/test_support.h"
 
@@ -24,6 +24,8 @@ bool waitFor(const std::function<bool()>& f, std::chrono::milliseconds budget) {
 
 int main(int argc, char** argv) {
     int runs = argc > 1 ? std::atoi(argv[1]) : 20;
+    // Seconds a new sender waits after joining before it sends (its routing table matures).
+    auto settle = std::chrono::seconds(argc > 2 ? std::atoi(argv[2]) : 0);
     auto network = test::randomNetworkId();
     auto seed = test::startTestNode(test::makeIdentity("seed"), network, {});
     std::vector<test::TestNode> helpers;
@@ -38,6 +40,8 @@ int main(int argc, char** argv) {
         auto a = test::startTestNode(aId, network, {seed.address()});
         test::eventually([&] { return a.node->status()["dht"]["state"] == "connected"; }, 20s);
         test::eventually([&] { return a.node->lookup(bId.contactId(), 3s).card.has_value(); }, 20s);
+        if (settle.count() > 0)
+            std::this_thread::sleep_for(settle);
         auto hex = aId.contactId().toHex();
         auto t0 = Clock::now();
         a.node->call([&] {
