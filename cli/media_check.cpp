@@ -119,6 +119,12 @@ void printHuman(const media::LoopbackResult& r) {
         std::printf("sync   video behind audio by %.1f ms\n", r.avSyncMs);
 }
 
+// A source or sink that is there but cannot be opened (a missing file, a busy or absent
+// device) is a runtime error; a bad or unknown name, or one this build lacks, a usage error.
+int openFailureExit(const std::string& error) {
+    return error.rfind("cannot", 0) == 0 ? 1 : 2;
+}
+
 int run(const MediaCheckOptions& o, bool audioGiven, bool videoGiven) {
     if (o.loss < 0 || o.loss > 100) {
         std::cerr << "parley media-check: --loss must be between 0 and 100\n";
@@ -142,14 +148,14 @@ int run(const MediaCheckOptions& o, bool audioGiven, bool videoGiven) {
         c.audio = media::makeAudioSource(audioGiven ? o.audio : "tone", error);
         if (!c.audio) {
             std::cerr << "parley media-check: " << error << "\n";
-            return 2;
+            return openFailureExit(error);
         }
     }
     if (videoGiven || both) {
         c.video = media::makeVideoSource(videoGiven ? o.video : "testpattern", error);
         if (!c.video) {
             std::cerr << "parley media-check: " << error << "\n";
-            return 2;
+            return openFailureExit(error);
         }
     }
     if (!o.outAudio.empty()) {
@@ -160,7 +166,7 @@ int run(const MediaCheckOptions& o, bool audioGiven, bool videoGiven) {
         c.audioSink = media::makeAudioSink(o.outAudio, c.audio->channels(), error);
         if (!c.audioSink) {
             std::cerr << "parley media-check: " << error << "\n";
-            return error.rfind("unknown", 0) == 0 ? 2 : 1;
+            return openFailureExit(error);
         }
     }
     if (!o.outVideo.empty()) {
@@ -172,7 +178,7 @@ int run(const MediaCheckOptions& o, bool audioGiven, bool videoGiven) {
                                            c.video->fps(), error);
         if (!c.videoSink) {
             std::cerr << "parley media-check: " << error << "\n";
-            return error.rfind("unknown", 0) == 0 ? 2 : 1;
+            return openFailureExit(error);
         }
     }
     c.duration = media::Micros(o.seconds * 1e6);

@@ -12,6 +12,7 @@ packages=(
     libopus-dev libvpx-dev
     iproute2 nftables procps python3
     vpx-tools sox ffmpeg
+    libsdl2-dev # only for -DPARLEY_DEVICES=ON (SDL2 audio and window)
 )
 
 missing=()

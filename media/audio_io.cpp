@@ -4,6 +4,10 @@
 #include <cstring>
 #include <numbers>
 
+#ifdef PARLEY_DEVICES
+#include "media/sdl_audio_device.h"
+#endif
+
 namespace parley::media {
 
 ToneSource::ToneSource(double hz, int channels, double amplitude)
@@ -163,6 +167,22 @@ bool WavSink::close(std::string& error) {
     return ok;
 }
 
+namespace {
+bool isDeviceSpec(const std::string& spec, const std::string& device) {
+    return spec == device || spec.rfind(device + ":", 0) == 0;
+}
+
+#ifdef PARLEY_DEVICES
+// What follows `device:`; empty for the default device.
+std::string deviceArgument(const std::string& spec, const std::string& device) {
+    return spec.size() > device.size() ? spec.substr(device.size() + 1) : std::string();
+}
+#else
+const char* const kNoDeviceSupport =
+    "parley was built without device support: configure with -DPARLEY_DEVICES=ON";
+#endif
+} // namespace
+
 std::unique_ptr<AudioSource> makeAudioSource(const std::string& spec, std::string& error) {
     if (spec == "tone")
         return std::make_unique<ToneSource>();
@@ -177,7 +197,19 @@ std::unique_ptr<AudioSource> makeAudioSource(const std::string& spec, std::strin
     }
     if (spec.rfind("wav:", 0) == 0)
         return WavSource::open(spec.substr(4), error);
+    if (isDeviceSpec(spec, "mic")) {
+#ifdef PARLEY_DEVICES
+        return SdlAudioCapture::open(deviceArgument(spec, "mic"), 1, error);
+#else
+        error = std::string(kNoDeviceSupport) + " (for '" + spec + "')";
+        return nullptr;
+#endif
+    }
+#ifdef PARLEY_DEVICES
+    error = "unknown audio source '" + spec + "': use tone[:HZ], wav:PATH or mic[:NAME]";
+#else
     error = "unknown audio source '" + spec + "': use tone[:HZ] or wav:PATH";
+#endif
     return nullptr;
 }
 
@@ -187,7 +219,19 @@ std::unique_ptr<AudioSink> makeAudioSink(const std::string& spec, int channels,
         return std::make_unique<NullAudioSink>();
     if (spec.rfind("wav:", 0) == 0)
         return WavSink::open(spec.substr(4), channels, error);
+    if (isDeviceSpec(spec, "speaker")) {
+#ifdef PARLEY_DEVICES
+        return SdlAudioPlayback::open(deviceArgument(spec, "speaker"), channels, error);
+#else
+        error = std::string(kNoDeviceSupport) + " (for '" + spec + "')";
+        return nullptr;
+#endif
+    }
+#ifdef PARLEY_DEVICES
+    error = "unknown audio sink '" + spec + "': use wav:PATH, speaker[:NAME] or null";
+#else
     error = "unknown audio sink '" + spec + "': use wav:PATH or null";
+#endif
     return nullptr;
 }
 

@@ -6,6 +6,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#ifdef PARLEY_DEVICES
+#include "media/sdl_video_window.h"
+#include "media/v4l2_camera.h"
+#endif
+
 namespace parley::media {
 
 namespace {
@@ -224,6 +229,40 @@ bool IvfSink::close(std::string& error) {
     return ok;
 }
 
+namespace {
+bool isDeviceSpec(const std::string& spec, const std::string& device) {
+    return spec == device || spec.rfind(device + ":", 0) == 0;
+}
+
+#ifndef PARLEY_DEVICES
+const char* const kNoDeviceSupport =
+    "parley was built without device support: configure with -DPARLEY_DEVICES=ON";
+#else
+// camera[:/dev/videoN][:WxH[@FPS]]
+std::unique_ptr<VideoSource> openCamera(const std::string& spec, std::string& error) {
+    std::string device = "/dev/video0";
+    int w = 640, h = 480, fps = 30;
+    std::string rest = spec.size() > 6 ? spec.substr(7) : std::string();
+    if (rest.rfind("/", 0) == 0) {
+        auto colon = rest.find(':');
+        device = rest.substr(0, colon);
+        rest = colon == std::string::npos ? std::string() : rest.substr(colon + 1);
+    }
+    if (!rest.empty()) {
+        char tail = 0;
+        int n = std::sscanf(rest.c_str(), "%dx%d@%d%c", &w, &h, &fps, &tail);
+        bool ok = (n == 2 && rest.find('@') == std::string::npos) || n == 3;
+        if (!ok || w < 16 || h < 16 || w > 4096 || h > 4096 || fps < 1 || fps > 120) {
+            error = "bad camera '" + spec +
+                    "': use camera[:/dev/videoN][:WxH[@FPS]], sizes 16..4096, 1..120 fps";
+            return nullptr;
+        }
+    }
+    return V4l2Camera::open(device, w, h, fps, error);
+}
+#endif
+} // namespace
+
 std::unique_ptr<VideoSource> makeVideoSource(const std::string& spec, std::string& error) {
     if (spec == "testpattern")
         return std::make_unique<TestPatternSource>();
@@ -243,7 +282,20 @@ std::unique_ptr<VideoSource> makeVideoSource(const std::string& spec, std::strin
     }
     if (spec.rfind("y4m:", 0) == 0)
         return Y4mSource::open(spec.substr(4), error);
+    if (isDeviceSpec(spec, "camera")) {
+#ifdef PARLEY_DEVICES
+        return openCamera(spec, error);
+#else
+        error = std::string(kNoDeviceSupport) + " (for '" + spec + "')";
+        return nullptr;
+#endif
+    }
+#ifdef PARLEY_DEVICES
+    error = "unknown video source '" + spec +
+            "': use testpattern[:WxH[@FPS]], y4m:PATH or camera[:/dev/videoN][:WxH[@FPS]]";
+#else
     error = "unknown video source '" + spec + "': use testpattern[:WxH[@FPS]] or y4m:PATH";
+#endif
     return nullptr;
 }
 
@@ -255,7 +307,19 @@ std::unique_ptr<VideoSink> makeVideoSink(const std::string& spec, VideoCodec cod
         return IvfSink::open(spec.substr(4), codec, width, height, fps, error);
     if (spec.rfind("y4m:", 0) == 0)
         return Y4mSink::open(spec.substr(4), fps, error);
+    if (spec == "window") {
+#ifdef PARLEY_DEVICES
+        return SdlVideoWindow::open("parley", width, height, fps, error);
+#else
+        error = std::string(kNoDeviceSupport) + " (for '" + spec + "')";
+        return nullptr;
+#endif
+    }
+#ifdef PARLEY_DEVICES
+    error = "unknown video sink '" + spec + "': use ivf:PATH, y4m:PATH, window or null";
+#else
     error = "unknown video sink '" + spec + "': use ivf:PATH, y4m:PATH or null";
+#endif
     return nullptr;
 }
 
