@@ -217,6 +217,8 @@ struct Overlay::Impl : std::enable_shared_from_this<Impl> {
     void bootstrapOne(const std::string& hostPort);
     void refreshStatus();
     void publishCard();
+    // The current presence as an (unsigned) OpenDHT value, with the next sequence number.
+    std::shared_ptr<::dht::Value> makePresenceValue();
     void publishPresence(std::function<void(bool)> done = {});
     // Signs locally and puts at once, without putSigned's preliminary get (which can take
     // seconds): for the offline presence at shutdown.
@@ -416,7 +418,7 @@ void Overlay::Impl::publishCard() {
         /*permanent=*/true);
 }
 
-void Overlay::Impl::publishPresence(std::function<void(bool)> done) {
+std::shared_ptr<::dht::Value> Overlay::Impl::makePresenceValue() {
     Presence presence;
     presence.status = presenceStatus;
     presence.timestampMs = unixMs();
@@ -424,6 +426,11 @@ void Overlay::Impl::publishPresence(std::function<void(bool)> done) {
     auto bytes = encodePresence(presence);
     auto value =
         std::make_shared<::dht::Value>(kPresenceType, bytes.data(), bytes.size(), kPresenceValueId);
+    return value;
+}
+
+void Overlay::Impl::publishPresence(std::function<void(bool)> done) {
+    auto value = makePresenceValue();
     auto key = recordKey("presence", identity.contactId());
     putSigned(
         key, value,
@@ -444,13 +451,7 @@ void Overlay::Impl::publishPresence(std::function<void(bool)> done) {
 }
 
 void Overlay::Impl::publishPresenceNow(std::function<void(bool)> done) {
-    Presence presence;
-    presence.status = presenceStatus;
-    presence.timestampMs = unixMs();
-    presence.sequence = ++presenceSequence;
-    auto bytes = encodePresence(presence);
-    auto value =
-        std::make_shared<::dht::Value>(kPresenceType, bytes.data(), bytes.size(), kPresenceValueId);
+    auto value = makePresenceValue();
     value->seq = static_cast<std::uint16_t>(lastPresenceSeq + 1);
     value->sign(*identity.handle().id.first);
     auto key = recordKey("presence", identity.contactId());

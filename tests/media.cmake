@@ -9,21 +9,7 @@ catch_discover_tests(unit_media TEST_PREFIX "unit.media." PROPERTIES LABELS unit
 
 # Fuzz targets of the media decoders: libFuzzer with PARLEY_FUZZ, else a corpus replay test.
 file(GLOB MEDIA_FUZZ_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/media/fuzz_*.cpp)
-foreach(src ${MEDIA_FUZZ_SOURCES})
-    get_filename_component(name ${src} NAME_WE)
-    string(REPLACE "fuzz_" "" corpus ${name})
-    if(PARLEY_FUZZ)
-        add_executable(${name} ${src})
-        target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
-        target_link_options(${name} PRIVATE -fsanitize=fuzzer)
-    else()
-        add_executable(${name} ${src} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus_runner.cpp)
-    endif()
-    target_link_libraries(${name} PRIVATE parley_media parley_flags)
-    add_test(NAME fuzz.${corpus}
-             COMMAND ${name} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${corpus})
-    set_tests_properties(fuzz.${corpus} PROPERTIES LABELS fuzz TIMEOUT 120)
-endforeach()
+parley_add_fuzz_targets(SOURCES ${MEDIA_FUZZ_SOURCES} LIBS parley_media)
 
 # Benchmarks: executables that print figures (run by hand or contrib/bench.sh).
 file(GLOB MEDIA_BENCH_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/bench/media/bench_*.cpp)
