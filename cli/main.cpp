@@ -506,6 +506,72 @@ std::string orDash(const json& v) {
     return cli::sanitizeForTerminal(v.is_string() ? v.get<std::string>() : v.dump());
 }
 
+// A contact named by id, or by the alias or name of an existing contact.
+dht::ContactId resolveContact(const node::Profile& profile, const std::string& text) {
+    if (auto id = dht::ContactId::parse(text))
+        return *id;
+    auto list = rpcCall(profile, "contacts", json::object(), std::chrono::seconds(10));
+    std::vector<dht::ContactId> matches;
+    for (const auto& c : list)
+        if (c.value("alias", "") == text || c.value("name", "") == text)
+            if (auto id = dht::ContactId::parse(c.value("id", "")))
+                matches.push_back(*id);
+    if (matches.size() == 1)
+        return matches.front();
+    if (matches.empty())
+        throw Failure(kUsage, "'" + cli::sanitizeForTerminal(text.substr(0, 80)) +
+                                  "' is neither a contact id nor the alias or name of a contact "
+                                  "(see 'parley contacts')");
+    throw Failure(kUsage, "'" + cli::sanitizeForTerminal(text.substr(0, 80)) + "' names " +
+                              std::to_string(matches.size()) +
+                              " contacts: use the contact id instead");
+}
+
+int cmdPing(const Global& g, const std::string& who, int count, double intervalS, double timeoutS,
+            bool asJson) {
+    if (count < 0 || count > 1000)
+        throw Failure(kUsage, "--count must be between 0 and 1000");
+    if (!(intervalS >= 0 && intervalS <= 60))
+        throw Failure(kUsage, "--interval must be between 0 and 60 seconds");
+    if (!(timeoutS > 0 && timeoutS <= 300))
+        throw Failure(kUsage, "--timeout must be between 0 and 300 seconds");
+    auto profile = profileOf(g);
+    auto id = resolveContact(profile, who);
+    // The daemon bounds the set-up by the timeout, then each ping by 5 s.
+    auto budget = std::chrono::milliseconds(
+        static_cast<long>((timeoutS + count * (intervalS + 5.0)) * 1000) + 5000);
+    json params = {
+        {"id", id.toHex()}, {"count", count}, {"interval", intervalS}, {"timeout", timeoutS}};
+    auto r = rpcCall(profile, "ping", params, budget);
+    if (asJson) {
+        std::cout << r.dump() << "\n";
+        return r.value("connected", false) ? kOk : kRuntime;
+    }
+    if (!r.value("connected", false)) {
+        std::cerr << "parley: no direct connection to " << id.toHex().substr(0, 16) << ": "
+                  << cli::sanitizeForTerminal(r.value("error", "unknown error")) << "\n";
+        return kRuntime;
+    }
+    std::cout << "connected to " << id.toHex().substr(0, 16) << " at "
+              << cli::sanitizeForTerminal(r.value("remote", "")) << " ("
+              << (r.value("reused", false)
+                      ? std::string("reused the open connection")
+                      : fmt::format("set up in {:.1f} ms", r.value("setup_ms", 0.)))
+              << ", we are the " << r.value("role", "?") << ")\n";
+    int seq = 0;
+    for (const auto& v : r["rtt_ms"]) {
+        ++seq;
+        if (v.is_null())
+            std::cout << "  ping " << seq << ": no answer within 5 s\n";
+        else
+            std::cout << "  ping " << seq << ": " << fmt::format("{:.3f}", v.get<double>())
+                      << " ms\n";
+    }
+    if (r.contains("error"))
+        std::cerr << "parley: " << cli::sanitizeForTerminal(r.value("error", "")) << "\n";
+    return r.value("lost", 0) == 0 && !r.contains("error") ? kOk : kRuntime;
+}
+
 int cmdContactAdd(const Global& g, const std::string& idText, const std::string& message,
                   const std::string& alias, bool asJson) {
     auto id = parseIdArg(idText);
@@ -656,6 +722,23 @@ int main(int argc, char** argv) {
     auto* status = app.add_subcommand("status", "show the node's id and DHT state");
     status->add_flag("--json", statusJson, "print JSON");
 
+    std::string pingWho;
+    int pingCount = 4;
+    double pingInterval = 0.2, pingTimeout = 15;
+    bool pingJson = false;
+    auto* ping = app.add_subcommand(
+        "ping", "set up (or reuse) the direct, encrypted connection to a contact and measure "
+                "round trips over it");
+    ping->add_option("contact", pingWho, "contact id, or the alias or name of a contact")
+        ->required();
+    ping->add_option("--count", pingCount, "pings to send (0: only connect)")
+        ->capture_default_str();
+    ping->add_option("--interval", pingInterval, "seconds between pings")->capture_default_str();
+    ping->add_option("--timeout", pingTimeout, "seconds to wait for the connection")
+        ->capture_default_str();
+    ping->add_flag("--json", pingJson,
+                   "print JSON: contact, connected, reused, setup_ms, rtt_ms, remote, role, lost");
+
     std::string lookupId;
     double lookupTimeout = 10;
     bool lookupJson = false;
@@ -736,6 +819,8 @@ int main(int argc, char** argv) {
             return cmdStatus(g, statusJson);
         if (*lookup)
             return cmdLookup(g, lookupId, lookupTimeout, lookupJson);
+        if (*ping)
+            return cmdPing(g, pingWho, pingCount, pingInterval, pingTimeout, pingJson);
         if (*cAdd)
             return cmdContactAdd(g, contactId, contactMessage, contactAlias, contactJson);
         if (*cRequests)

@@ -52,6 +52,10 @@ std::string_view toString(EnvelopeKind kind) {
         return "contact-request";
     case EnvelopeKind::contactAccept:
         return "contact-accept";
+    case EnvelopeKind::connectRequest:
+        return "connect-request";
+    case EnvelopeKind::connectAnswer:
+        return "connect-answer";
     }
     return "unknown";
 }
@@ -91,7 +95,8 @@ std::string_view toString(EnvelopeVerdict verdict) {
 std::vector<std::uint8_t> encodeEnvelope(const Envelope& e) {
     msgpack::sbuffer buf;
     msgpack::packer<msgpack::sbuffer> pk(buf);
-    pk.pack_map(8);
+    bool connect = isConnectKind(e.kind);
+    pk.pack_map(connect ? 10 : 8);
     pk.pack("v");
     pk.pack(kEnvelopeVersion);
     pk.pack("k");
@@ -108,6 +113,14 @@ std::vector<std::uint8_t> encodeEnvelope(const Envelope& e) {
     pk.pack(e.name);
     pk.pack("msg");
     pk.pack(e.message);
+    if (connect) {
+        pk.pack("cand");
+        pk.pack_array(static_cast<std::uint32_t>(e.candidates.size()));
+        for (const auto& c : e.candidates)
+            pk.pack(c);
+        pk.pack("re");
+        packBin(pk, e.replyTo);
+    }
     return {buf.data(), buf.data() + buf.size()};
 }
 
@@ -139,7 +152,7 @@ EnvelopeError decodeEnvelope(std::span<const std::uint8_t> bytes, Envelope& out)
         } else if (keyIs(key, "k")) {
             if (val.type != msgpack::type::POSITIVE_INTEGER)
                 return EnvelopeError::malformed;
-            if (val.via.u64 < 1 || val.via.u64 > 2)
+            if (val.via.u64 < 1 || val.via.u64 > 4)
                 return EnvelopeError::invalidField;
             e.kind = static_cast<EnvelopeKind>(val.via.u64);
             haveKind = true;
@@ -164,6 +177,21 @@ EnvelopeError decodeEnvelope(std::span<const std::uint8_t> bytes, Envelope& out)
         } else if (keyIs(key, "msg")) {
             if (!readString(val, kMaxRequestMessageSize, e.message, bad))
                 return bad ? EnvelopeError::invalidField : EnvelopeError::malformed;
+        } else if (keyIs(key, "cand")) {
+            if (val.type != msgpack::type::ARRAY)
+                return EnvelopeError::malformed;
+            if (val.via.array.size > kMaxCandidates)
+                return EnvelopeError::invalidField;
+            e.candidates.clear();
+            for (std::uint32_t j = 0; j < val.via.array.size; ++j) {
+                std::string candidate;
+                if (!readString(val.via.array.ptr[j], kMaxCandidateSize, candidate, bad))
+                    return bad ? EnvelopeError::invalidField : EnvelopeError::malformed;
+                e.candidates.push_back(std::move(candidate));
+            }
+        } else if (keyIs(key, "re")) {
+            if (!readBin(val, e.replyTo))
+                return EnvelopeError::malformed;
         }
     }
     if (!haveVersion || !haveKind || !haveId || !haveTime || !haveFrom || !haveTo)
@@ -180,7 +208,7 @@ EnvelopeVerdict checkEnvelope(const Envelope& e, const ContactId& signer, const 
         return EnvelopeVerdict::wrongRecipient;
     if (e.createdMs > nowMs + kClockSkewAllowanceMs)
         return EnvelopeVerdict::fromTheFuture;
-    if (nowMs - e.createdMs > kEnvelopeWindowMs)
+    if (nowMs - e.createdMs > (isConnectKind(e.kind) ? kConnectWindowMs : kEnvelopeWindowMs))
         return EnvelopeVerdict::expired;
     return EnvelopeVerdict::accept;
 }

@@ -25,18 +25,31 @@ inline constexpr std::uint16_t kInboxValueType = 4;
 enum class EnvelopeKind : std::uint8_t {
     contactRequest = 1, // "please add me": name and message
     contactAccept = 2,  // "I accepted you"
+    connectRequest = 3, // "let us connect directly": the sender's candidate addresses
+    connectAnswer = 4,  // the answer to a connect request, with the answerer's candidates
 };
+
+inline bool isConnectKind(EnvelopeKind kind) {
+    return kind == EnvelopeKind::connectRequest || kind == EnvelopeKind::connectAnswer;
+}
+
+// Connect envelopes are only worth anything for a short while; older ones are dropped.
+inline constexpr std::int64_t kConnectWindowMs = 120'000;
+inline constexpr std::size_t kMaxCandidates = 16;
+inline constexpr std::size_t kMaxCandidateSize = 64; // "[ipv6]:port" fits easily
 
 std::string_view toString(EnvelopeKind kind);
 
 struct Envelope {
     EnvelopeKind kind = EnvelopeKind::contactRequest;
-    std::array<std::uint8_t, 16> id{}; // random; receivers drop ids they have seen
-    std::int64_t createdMs = 0;        // unix milliseconds, the sender's clock
-    ContactId from;                    // who claims to send it (must match the signature)
-    ContactId to;                      // who it is for
-    std::string name;                  // sender's display name
-    std::string message;               // for requests
+    std::array<std::uint8_t, 16> id{};      // random; receivers drop ids they have seen
+    std::int64_t createdMs = 0;             // unix milliseconds, the sender's clock
+    ContactId from;                         // who claims to send it (must match the signature)
+    ContactId to;                           // who it is for
+    std::string name;                       // sender's display name
+    std::string message;                    // for requests
+    std::vector<std::string> candidates;    // connect kinds: "ip:port" where the sender listens
+    std::array<std::uint8_t, 16> replyTo{}; // connect answers: the request's id
 
     bool operator==(const Envelope&) const = default;
 };
@@ -65,6 +78,7 @@ enum class EnvelopeVerdict {
 std::string_view toString(EnvelopeVerdict verdict);
 
 // `signer` is the ContactId of the key that signed the envelope (checked by OpenDHT).
+// Connect envelopes are also held to kConnectWindowMs.
 EnvelopeVerdict checkEnvelope(const Envelope& envelope, const ContactId& signer,
                               const ContactId& self, std::int64_t nowMs);
 

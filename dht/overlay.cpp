@@ -317,12 +317,24 @@ void Overlay::Impl::refreshStatus() {
         });
     });
     runner->getPublicAddress([weak, ioPtr](std::vector<::dht::SockAddr>&& addrs) {
-        std::vector<std::string> text;
-        for (const auto& a : addrs)
-            text.push_back(SocketAddress(a.get(), a.getLength()).hostString());
-        postTo(*ioPtr, weak, [text = std::move(text)](Impl& s) mutable {
-            s.snapshot.publicAddresses = std::move(text);
-        });
+        std::vector<std::string> text, endpoints;
+        for (const auto& a : addrs) {
+            SocketAddress address(a.get(), a.getLength());
+            text.push_back(address.hostString());
+            endpoints.push_back(address.toString());
+        }
+        postTo(*ioPtr, weak,
+               [text = std::move(text), endpoints = std::move(endpoints)](Impl& s) mutable {
+                   s.snapshot.publicAddresses = std::move(text);
+                   // OpenDHT reports the address without the port peers saw. A NAT that keeps
+                   // the port (Linux masquerade does when it can) maps us to our own port.
+                   for (auto& e : endpoints)
+                       if (auto a = SocketAddress::parse(e); a && a->port() == 0) {
+                           a->setPort(s.endpoint ? s.endpoint->port() : 0);
+                           e = a->toString();
+                       }
+                   s.snapshot.publicEndpoints = std::move(endpoints);
+               });
     });
     constexpr unsigned kRetryTicks = 30;
     if (dhtStatus->load() == static_cast<int>(::dht::NodeStatus::Disconnected) &&
@@ -750,8 +762,10 @@ void Overlay::sendEnvelope(const std::vector<std::uint8_t>& recipientKey, const 
         return;
     }
     auto bytes = encodeEnvelope(envelope);
-    auto value =
-        std::make_shared<::dht::Value>(kInboxValueType, ::dht::Blob(bytes.begin(), bytes.end()));
+    // Connect envelopes matter for two minutes: they go as user data, which storing nodes keep
+    // for 10 minutes, instead of the 7 days of other envelopes.
+    auto type = isConnectKind(envelope.kind) ? ::dht::ValueType::USER_DATA.id : kInboxValueType;
+    auto value = std::make_shared<::dht::Value>(type, ::dht::Blob(bytes.begin(), bytes.end()));
     auto weak = std::weak_ptr<Impl>(impl_);
     auto* ioPtr = &s.io;
     s.runner->putEncrypted(recordKey("inbox", envelope.to), key, value,

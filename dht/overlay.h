@@ -46,6 +46,7 @@ struct OverlayStatus {
     unsigned nodes = 0;     // good + dubious IPv4 and IPv6 nodes in the routing table
     unsigned nodesIPv6 = 0; // of which IPv6
     std::vector<std::string> publicAddresses;
+    std::vector<std::string> publicEndpoints; // the same with the port DHT peers saw ("ip:port")
     bool lanDiscovery = false;
     std::vector<std::string> bootstrap;
 };

@@ -51,9 +51,19 @@ DatagramKind classifyDatagram(std::span<const std::uint8_t> datagram) {
     if (datagram.empty())
         return DatagramKind::unknown;
     std::uint8_t b = datagram[0];
+    // A QUIC long header is 0x80 plus flags, then the 32-bit version: v1 and version
+    // negotiation (0) put 0x00 in the second byte, where an OpenDHT message (a msgpack map,
+    // whose first key is a string) never has it. This also catches long headers whose fixed
+    // bit (0x40) a peer cleared: ngtcp2 0.12 always offers RFC 9287 greasing (FACTS.md).
+    if ((b & 0x80) && datagram.size() >= 5 && datagram[1] == 0x00)
+        return DatagramKind::quic;
     if (b >= 0x80 && b <= 0x8f)
         return DatagramKind::dht;
     if (b & 0x40)
+        return DatagramKind::quic;
+    // A short header with the fixed bit greased: at least a byte, our 16-byte connection id,
+    // a packet number, a byte of payload and the 16-byte tag. Punch datagrams are shorter.
+    if (!(b & 0x80) && datagram.size() >= kMinGreasedShortHeader)
         return DatagramKind::quic;
     return DatagramKind::unknown;
 }

@@ -21,7 +21,10 @@ class DhtPacketFilter;
 
 enum class DatagramKind { dht, quic, unknown };
 
-// OpenDHT packets are msgpack maps (0x80-0x8f); QUIC packets have the fixed bit (0x40) set.
+// OpenDHT packets are msgpack maps (0x80-0x8f); QUIC packets have the fixed bit (0x40) set,
+// or are v1 long headers (second byte 0x00), or short headers of at least this size whose
+// fixed bit a peer greased (RFC 9287). Anything else (e.g. punch datagrams) is dropped.
+inline constexpr std::size_t kMinGreasedShortHeader = 35;
 DatagramKind classifyDatagram(std::span<const std::uint8_t> datagram);
 
 class UdpEndpoint {

@@ -43,6 +43,7 @@ struct ContactManager::Impl {
     std::map<EnvelopeId, int> noCardRetries; // backoff while a recipient's card is missing
     std::map<dht::ContactId, std::pair<std::int64_t, int>> senderWindow; // hour start, count
     std::set<dht::ContactId> followed;
+    ConnectHandler connectHandler;
     bool stopped = false;
 };
 
@@ -333,6 +334,48 @@ void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) 
         });
 }
 
+void ContactManager::setConnectHandler(ConnectHandler handler) {
+    impl_->connectHandler = std::move(handler);
+}
+
+bool ContactManager::isAccepted(const dht::ContactId& id) const {
+    auto c = impl_->store.contact(id);
+    return c && c->state == ContactState::accepted;
+}
+
+void ContactManager::withKey(const dht::ContactId& id,
+                             std::function<void(const std::vector<std::uint8_t>&)> done) {
+    auto& s = *impl_;
+    if (auto it = s.keys.find(id); it != s.keys.end()) {
+        done(it->second);
+        return;
+    }
+    auto weak = std::weak_ptr<Impl>(impl_);
+    s.overlay.lookup(id, std::chrono::seconds(10), [weak, id, done](const dht::LookupResult& r) {
+        auto st = weak.lock();
+        if (!st || st->stopped)
+            return;
+        auto key = r.card ? dht::publicKeyOfCard(*r.card) : std::vector<std::uint8_t>{};
+        if (!key.empty())
+            st->keys[id] = key;
+        done(key);
+    });
+}
+
+void ContactManager::sendNow(const dht::Envelope& envelope, std::function<void(bool ok)> done) {
+    auto weak = std::weak_ptr<Impl>(impl_);
+    withKey(envelope.to, [weak, envelope, done](const std::vector<std::uint8_t>& key) {
+        auto st = weak.lock();
+        if (!st || st->stopped)
+            return;
+        if (key.empty()) {
+            done(false);
+            return;
+        }
+        st->overlay.sendEnvelope(key, envelope, done);
+    });
+}
+
 void ContactManager::scheduleRetry() {
     auto& s = *impl_;
     s.retryTimer.expires_after(s.limits.retryInterval);
@@ -363,13 +406,24 @@ void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& si
         count("envelopes_" + std::string(dht::toString(verdict)));
         return;
     }
-    if (!s.store.markEnvelopeSeen(e.id, e.createdMs + dht::kEnvelopeWindowMs)) {
+    auto window = dht::isConnectKind(e.kind) ? dht::kConnectWindowMs : dht::kEnvelopeWindowMs;
+    if (!s.store.markEnvelopeSeen(e.id, e.createdMs + window)) {
         count("envelopes_replayed");
         return;
     }
     auto existing = s.store.contact(e.from);
     if (existing && existing->state == ContactState::blocked) {
         count("envelopes_from_blocked"); // dropped without a reply
+        return;
+    }
+    if (dht::isConnectKind(e.kind)) {
+        // Only accepted contacts learn where we are: a stranger gets no answer at all.
+        if (!existing || existing->state != ContactState::accepted) {
+            count("connect_from_stranger");
+            return;
+        }
+        if (s.connectHandler)
+            s.connectHandler(e);
         return;
     }
     if (e.kind == dht::EnvelopeKind::contactAccept) {

@@ -64,6 +64,18 @@ public:
     nlohmann::json contacts() const;
     nlohmann::json requests() const;
 
+    // Connect envelopes from accepted contacts (replay, window and signature checked) go to
+    // this handler; from anyone else they are dropped and counted.
+    using ConnectHandler = std::function<void(const dht::Envelope&)>;
+    void setConnectHandler(ConnectHandler handler);
+    bool isAccepted(const dht::ContactId& id) const;
+    // Their DER public key (cached, or from their key card); empty when not found.
+    void withKey(const dht::ContactId& id,
+                 std::function<void(const std::vector<std::uint8_t>&)> done);
+    // Encrypts and puts an envelope now, without the persistent retry queue (connect
+    // envelopes are worthless after two minutes). `done(false)`: no key or not stored.
+    void sendNow(const dht::Envelope& envelope, std::function<void(bool ok)> done);
+
     // Test and status hooks.
     void onEnvelope(const dht::Envelope& envelope, const dht::ContactId& signer);
     nlohmann::json counters() const;

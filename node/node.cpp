@@ -3,6 +3,9 @@
 
 #include "contacts.h"
 #include "control_server.h"
+#include "dht/udp_endpoint.h"
+#include "links.h"
+#include "quic.h"
 #include "store.h"
 
 #include <asio/executor_work_guard.hpp>
@@ -11,6 +14,9 @@
 #include <asio/steady_timer.hpp>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <gnutls/crypto.h>
 #include <mutex>
 #include <spdlog/spdlog.h>
 #include <thread>
@@ -31,6 +37,45 @@ nlohmann::json lookupToJson(const dht::LookupResult& r) {
     return j;
 }
 
+// Hands QUIC datagrams from the endpoint's receive thread to the node's thread in batches:
+// one post per burst instead of one per datagram.
+struct QuicInbox : std::enable_shared_from_this<QuicInbox> {
+    struct Datagram {
+        std::vector<std::uint8_t> bytes;
+        dht::SocketAddress from;
+    };
+    asio::io_context* io = nullptr;
+    std::mutex mutex;
+    std::vector<Datagram> queue;
+    bool scheduled = false;
+    std::function<void(std::span<const std::uint8_t>, const dht::SocketAddress&)> deliver;
+    static constexpr std::size_t kMaxQueued = 8192; // beyond that we drop, like a full socket
+
+    void push(std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
+        bool post = false;
+        {
+            std::lock_guard lock(mutex);
+            if (queue.size() >= kMaxQueued)
+                return;
+            queue.push_back({std::vector<std::uint8_t>(bytes.begin(), bytes.end()), from});
+            post = !std::exchange(scheduled, true);
+        }
+        if (post)
+            asio::post(*io, [self = shared_from_this()] { self->drain(); });
+    }
+    void drain() {
+        std::vector<Datagram> batch;
+        {
+            std::lock_guard lock(mutex);
+            batch.swap(queue);
+            scheduled = false;
+        }
+        for (const auto& d : batch)
+            if (deliver)
+                deliver(d.bytes, d.from);
+    }
+};
+
 struct Node::Impl {
     NodeOptions options;
     asio::io_context io;
@@ -38,6 +83,9 @@ struct Node::Impl {
     std::unique_ptr<dht::Overlay> overlay;
     std::unique_ptr<Store> store;
     std::unique_ptr<ContactManager> contacts;
+    std::unique_ptr<quic::Transport> transport;
+    std::unique_ptr<LinkManager> links;
+    std::shared_ptr<QuicInbox> quicInbox;
     std::unique_ptr<ControlServer> control;
     asio::steady_timer stateTimer{io};
     std::string lastDhtState;
@@ -54,6 +102,8 @@ struct Node::Impl {
 
     void registerMethods(Node& node);
     void registerContactMethods();
+    void registerLinkMethods();
+    void startTransport();
     void broadcast(const json& event) {
         if (control)
             control->broadcast(event);
@@ -73,7 +123,8 @@ json Node::Impl::statusJson() {
                     {"bootstrap", st.bootstrap},
                     {"public_address",
                      st.publicAddresses.empty() ? json(nullptr) : json(st.publicAddresses.front())},
-                    {"public_addresses", st.publicAddresses}};
+                    {"public_addresses", st.publicAddresses},
+                    {"public_endpoints", st.publicEndpoints}};
     const auto& c = overlay->counters();
     return {{"id", id.toHex()},
             {"name", overlay->identity().name()},
@@ -84,6 +135,8 @@ json Node::Impl::statusJson() {
                              std::chrono::steady_clock::now() - startedAt)
                              .count()},
             {"dht", dhtJson},
+            {"links", links ? links->status() : json::array()},
+            {"link_counters", links ? links->counters() : json::object()},
             {"records",
              {{"accepted", c.recordsAccepted},
               {"wrong_owner", c.recordsWrongOwner},
@@ -218,6 +271,70 @@ void Node::Impl::registerContactMethods() {
     }
 }
 
+void Node::Impl::registerLinkMethods() {
+    control->on("ping", [this](const json& params, const ControlServer::Reply& reply) {
+        auto target = idParam(params, reply);
+        if (!target)
+            return;
+        int count = params.value("count", 4);
+        double interval = params.value("interval", 0.2), timeout = params.value("timeout", 15.0);
+        if (count < 0 || count > 1000 || !(interval >= 0 && interval <= 60) ||
+            !(timeout > 0 && timeout <= 300)) {
+            reply.error(rpc::kInvalidParams, "count must be 0-1000, interval 0-60 s and "
+                                             "timeout 0-300 s");
+            return;
+        }
+        links->ping(*target, count, std::chrono::milliseconds(static_cast<long>(interval * 1000)),
+                    std::chrono::milliseconds(static_cast<long>(timeout * 1000)),
+                    [reply](json result) { reply.ok(result); });
+    });
+    control->on("links", [this](const json&, const ControlServer::Reply& reply) {
+        reply.ok({{"links", links->status()}, {"counters", links->counters()}});
+    });
+}
+
+// The QUIC transport shares the DHT's UDP port (DESIGN.md §5).
+void Node::Impl::startTransport() {
+    auto& identity = overlay->identity();
+    auto& endpoint = overlay->endpoint();
+    quic::TransportConfig config;
+    config.certificatePem = identity.certificatePem();
+    config.privateKeyPem = identity.privateKeyPem("");
+    // Stable across restarts, secret to everyone else: derived from the private key.
+    auto material = config.privateKeyPem + "\nparley/quic-stateless-reset/1";
+    if (gnutls_hash_fast(GNUTLS_DIG_SHA256, material.data(), material.size(),
+                         config.resetSecret.data()) != 0)
+        throw std::runtime_error("SHA-256 unavailable in GnuTLS");
+    std::fill(material.begin(), material.end(), '\0');
+    if (const char* keyLog = std::getenv("SSLKEYLOGFILE"); keyLog && *keyLog)
+        config.keyLogFile = keyLog;
+    auto local = [&](bool v6) {
+        auto a = v6 ? endpoint.bound6() : endpoint.bound4();
+        return a;
+    };
+    config.local4 = local(false);
+    config.local6 = local(true);
+    transport = std::make_unique<quic::Transport>(
+        io, std::move(config),
+        [&endpoint](const dht::SocketAddress& to, std::span<const std::uint8_t> bytes) {
+            endpoint.sendOther(to, bytes);
+        });
+    quicInbox = std::make_shared<QuicInbox>();
+    quicInbox->io = &io;
+    quicInbox->deliver = [this](std::span<const std::uint8_t> bytes,
+                                const dht::SocketAddress& from) {
+        if (transport && !stopped)
+            transport->receive(bytes, from);
+    };
+    endpoint.setOtherHandler(
+        [inbox = quicInbox](std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
+            inbox->push(bytes, from);
+        });
+    links = std::make_unique<LinkManager>(
+        io, *transport, *contacts, *overlay, id, [this](const json& event) { broadcast(event); },
+        options.links);
+}
+
 Node::Node(NodeOptions options, dht::Identity identity) : impl_(std::make_unique<Impl>()) {
     impl_->options = std::move(options);
     impl_->id = identity.contactId();
@@ -249,10 +366,12 @@ void Node::start() {
         s.io, *s.overlay, *s.store, s.id, s.overlay->identity().name(),
         [&s](const json& event) { s.broadcast(event); },
         ContactLimits{.presenceSweep = s.options.presencePoll});
+    s.startTransport();
     if (s.options.controlSocket) {
         s.control = std::make_unique<ControlServer>(s.io, s.options.profileDir / "control.sock");
         s.registerMethods(*this);
         s.registerContactMethods();
+        s.registerLinkMethods();
         try {
             s.control->start();
         } catch (...) {
@@ -264,6 +383,7 @@ void Node::start() {
     if (s.options.publish)
         s.overlay->publish();
     s.contacts->start();
+    s.links->start();
     s.watchDhtState();
     s.started = true;
     s.thread = std::thread([this] {
@@ -289,6 +409,12 @@ void Node::stop(std::chrono::milliseconds budget) {
     auto future = done->get_future();
     asio::post(s.io, [&s, done, budget] {
         s.stateTimer.cancel();
+        // Goodbyes and CONNECTION_CLOSEs go out while the socket is still open.
+        if (s.links)
+            s.links->stop();
+        if (s.transport)
+            s.transport->shutdown();
+        s.overlay->endpoint().setOtherHandler(nullptr);
         if (s.contacts)
             s.contacts->stop();
         if (s.control)
@@ -303,6 +429,8 @@ void Node::stop(std::chrono::milliseconds budget) {
     if (s.thread.joinable())
         s.thread.join();
     s.control.reset();
+    s.links.reset();
+    s.transport.reset();
     s.contacts.reset();
     s.store.reset();
     s.overlay.reset();
@@ -356,6 +484,21 @@ dht::Overlay& Node::overlay() {
 
 ContactManager& Node::contacts() {
     return *impl_->contacts;
+}
+
+LinkManager& Node::links() {
+    return *impl_->links;
+}
+
+nlohmann::json Node::ping(const dht::ContactId& id, int count, std::chrono::milliseconds interval,
+                          std::chrono::milliseconds timeout) {
+    auto promise = std::make_shared<std::promise<json>>();
+    auto future = promise->get_future();
+    post([this, id, count, interval, timeout, promise] {
+        impl_->links->ping(id, count, interval, timeout,
+                           [promise](json result) { promise->set_value(std::move(result)); });
+    });
+    return future.get();
 }
 
 void Node::post(std::function<void()> f) {

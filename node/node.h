@@ -6,6 +6,7 @@
 #include "dht/contact_id.h"
 #include "dht/identity.h"
 #include "dht/overlay.h"
+#include "links.h"
 
 #include <chrono>
 #include <filesystem>
@@ -21,6 +22,7 @@ class io_context;
 namespace parley::node {
 
 class ContactManager;
+class LinkManager;
 
 struct NodeOptions {
     std::filesystem::path profileDir; // where control.sock and nodes.txt live
@@ -29,6 +31,7 @@ struct NodeOptions {
     bool publish = true;       // publish key card and presence
     // How often contacts' presence is re-checked (besides live DHT listens).
     std::chrono::seconds presencePoll{30};
+    LinkOptions links;
 };
 
 nlohmann::json lookupToJson(const dht::LookupResult& result);
@@ -71,6 +74,10 @@ public:
     // Only on the node's thread (inside call()).
     dht::Overlay& overlay();
     ContactManager& contacts();
+    LinkManager& links();
+    // Blocking: sets up (or reuses) the direct link and pings over it (`parley ping`).
+    nlohmann::json ping(const dht::ContactId& id, int count, std::chrono::milliseconds interval,
+                        std::chrono::milliseconds timeout);
 
 private:
     void post(std::function<void()> f);

@@ -20,6 +20,16 @@ TEST_CASE("datagrams are classified by their first byte") {
     CHECK(kind(0x3f) == DatagramKind::unknown);
     CHECK(kind(0x90) == DatagramKind::unknown); // msgpack array: not OpenDHT
     CHECK(kind(0xa0) == DatagramKind::unknown);
+    // Greased QUIC (fixed bit cleared, RFC 9287): a v1 long header is told by its version...
+    std::vector<std::uint8_t> greasedLong = {0x89, 0x00, 0x00, 0x00, 0x01, 0x10};
+    CHECK(classifyDatagram(greasedLong) == DatagramKind::quic);
+    // ... while a msgpack map from OpenDHT has a string key in its second byte.
+    std::vector<std::uint8_t> dhtMap = {0x85, 0xa1, 0x61, 0x81, 0xa2};
+    CHECK(classifyDatagram(dhtMap) == DatagramKind::dht);
+    // A greased short header is long enough to carry our connection id; a punch is not.
+    CHECK(classifyDatagram(std::vector<std::uint8_t>(kMinGreasedShortHeader, 0x21)) ==
+          DatagramKind::quic);
+    CHECK(classifyDatagram(std::vector<std::uint8_t>(8, 0x00)) == DatagramKind::unknown);
 }
 
 TEST_CASE("the endpoint hands each kind to its handler and drops the rest") {

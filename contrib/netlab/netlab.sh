@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# A NAT lab in network namespaces: two hosts, each behind its own NAT router, and a public
+# host, all on one machine. It is how parley's direct connections (DESIGN.md §6) are tried
+# against real Linux NAT (nftables masquerade + conntrack) without any network.
+#
+#   usage: netlab.sh up [--prefix NAME] [--symmetric] [--open-routers]
+#          netlab.sh down [--prefix NAME]
+#          netlab.sh exec [--prefix NAME] HOST CMD...
+#          netlab.sh status [--prefix NAME]
+#          netlab.sh addr HOST          (prints HOST's address on the public segment or its LAN)
+#   HOST is one of: pub nat1 nat2 h1 h2 wan
+#
+#             "internet" 198.18.0.0/24 (RFC 2544 test range): a bridge in namespace `wan`
+#        +--------------------------+--------------------------+
+#   pub 198.18.0.10       nat1 198.18.0.11             nat2 198.18.0.12
+#                         masquerade                   masquerade [random with --symmetric]
+#                         10.1.0.1                     10.2.0.1
+#                            |                            |
+#                         h1 10.1.0.10                 h2 10.2.0.10
+#
+# Everything lives in namespaces named PREFIX-HOST (default prefix plab-PID); interfaces are
+# created inside them directly, so the root namespace gets no interface, address or route and
+# nothing can leave the machine. `down` deletes the namespaces, which deletes their veths.
+# The commands other than `up` find the lab by --prefix, else $NETLAB_PREFIX, else the only
+# lab recorded in $NETLAB_STATE_DIR (default /run/parley-netlab). See docs/NAT.md.
+set -u
+
+STATE_DIR=${NETLAB_STATE_DIR:-/run/parley-netlab}
+HOSTS=(wan pub nat1 nat2 h1 h2)
+declare -A ADDR=([pub]=198.18.0.10 [nat1]=198.18.0.11 [nat2]=198.18.0.12
+                 [h1]=10.1.0.10 [h2]=10.2.0.10)
+
+die() { echo "netlab: $*" >&2; exit 1; }
+usage() { sed -n '/^#   usage:/,/^#   HOST/p' "$0" | sed 's/^#//' >&2; exit 2; }
+
+need_root() {
+    [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces and nftables need CAP_NET_ADMIN)"
+    local t
+    for t in ip nft; do
+        command -v "$t" >/dev/null || die "'$t' not found (install iproute2 and nftables)"
+    done
+}
+
+valid_prefix() { [[ $1 =~ ^[A-Za-z0-9_.-]{1,40}$ ]]; }
+
+# The lab the non-`up` commands act on: explicit, from the environment, or the only one there is.
+resolve_prefix() {
+    local given=$1
+    [ -n "$given" ] || given=${NETLAB_PREFIX:-}
+    if [ -z "$given" ]; then
+        local labs=()
+        [ -d "$STATE_DIR" ] && mapfile -t labs < <(ls -1 "$STATE_DIR")
+        case ${#labs[@]} in
+            0) die "no lab is up (netlab.sh up)" ;;
+            1) given=${labs[0]} ;;
+            *) die "several labs are up (${labs[*]}); say which with --prefix" ;;
+        esac
+    fi
+    valid_prefix "$given" || die "bad prefix '$given' (letters, digits, . _ -; at most 40)"
+    PREFIX=$given
+}
+
+ns() { echo "$PREFIX-$1"; }
+in_ns() { local h=$1; shift; ip netns exec "$(ns "$h")" "$@"; }
+
+# A veth pair created directly inside the two namespaces: no name ever exists in the root
+# namespace, so labs cannot collide on interface names, and short names suffice.
+link() { # link HOST_A IFNAME_A HOST_B IFNAME_B
+    ip link add name "$2" netns "$(ns "$1")" type veth peer name "$4" netns "$(ns "$3")"
+}
+
+addr_up() { # addr_up HOST IFNAME CIDR
+    in_ns "$1" ip addr add "$3" dev "$2"
+    in_ns "$1" ip link set "$2" up
+}
+
+# A NAT router as a home router is: LAN to WAN forwarded and masqueraded, replies let back in
+# by conntrack, nothing unsolicited from the WAN side, neither forwarded nor to the router.
+# Dropping unsolicited inbound in the filter hooks matters for hole punching: a dropped
+# packet's conntrack entry is never confirmed, so a peer's early punch does not occupy the
+# tuple our own outgoing packet needs (an accepted one would, and masquerade would then pick
+# another port). No route to the other LAN exists either: only NAT'd traffic crosses.
+# With --open-routers the router itself accepts unsolicited WAN packets (no input filter),
+# which shows that failure (docs/NAT.md).
+nat_rules() { # nat_rules HOST random|"" accept|drop
+    in_ns "$1" nft -f - <<EOF
+table ip netlab {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan0" masquerade $2
+    }
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        iifname "lan0" oifname "wan0" accept
+    }
+    chain input {
+        type filter hook input priority filter; policy accept;
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" $3
+    }
+}
+EOF
+}
+
+cmd_up() {
+    local prefix="plab-$$" symmetric=0 wan_input=drop
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --prefix) [ $# -ge 2 ] || usage; prefix=$2; shift 2 ;;
+            --symmetric) symmetric=1; shift ;;
+            --open-routers) wan_input=accept; shift ;;
+            *) usage ;;
+        esac
+    done
+    valid_prefix "$prefix" || die "bad prefix '$prefix' (letters, digits, . _ -; at most 40)"
+    PREFIX=$prefix
+    local h
+    for h in "${HOSTS[@]}"; do
+        [ ! -e "/run/netns/$(ns "$h")" ] || die "namespace $(ns "$h") exists already: netlab.sh down --prefix $PREFIX"
+    done
+    mkdir -p "$STATE_DIR"
+    echo "nat2=$([ $symmetric = 1 ] && echo symmetric || echo cone) routers=$([ $wan_input = drop ] && echo firewalled || echo open)" >"$STATE_DIR/$PREFIX"
+    # From here on a failure takes down whatever was built.
+    trap 'echo "netlab: setting up $PREFIX failed; removing it" >&2; cmd_down_resolved; exit 1' ERR
+    set -E
+
+    for h in "${HOSTS[@]}"; do
+        ip netns add "$(ns "$h")"
+        in_ns "$h" ip link set lo up
+        # Forwarding off everywhere but the routers. IPv6 off on the lab links (lo keeps ::1):
+        # the lab is the IPv4 NAT case, and link-local addresses would only add candidates.
+        in_ns "$h" sysctl -qw net.ipv4.ip_forward=0
+        in_ns "$h" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+    done
+
+    # The public segment: a bridge in `wan`, one port per public host.
+    in_ns wan ip link add br0 type bridge
+    in_ns wan ip link set br0 up
+    link wan pub pub eth0
+    link wan nat1 nat1 wan0
+    link wan nat2 nat2 wan0
+    for h in pub nat1 nat2; do
+        in_ns wan ip link set "$h" master br0
+        in_ns wan ip link set "$h" up
+    done
+    addr_up pub eth0 "${ADDR[pub]}/24"
+    addr_up nat1 wan0 "${ADDR[nat1]}/24"
+    addr_up nat2 wan0 "${ADDR[nat2]}/24"
+
+    # The private LANs. Each host's only way out is its router (the default route); the
+    # routers have no default route and no route to the other LAN.
+    link nat1 lan0 h1 eth0
+    link nat2 lan0 h2 eth0
+    addr_up nat1 lan0 10.1.0.1/24
+    addr_up nat2 lan0 10.2.0.1/24
+    addr_up h1 eth0 "${ADDR[h1]}/24"
+    addr_up h2 eth0 "${ADDR[h2]}/24"
+    in_ns h1 ip route add default via 10.1.0.1
+    in_ns h2 ip route add default via 10.2.0.1
+
+    in_ns nat1 sysctl -qw net.ipv4.ip_forward=1
+    in_ns nat2 sysctl -qw net.ipv4.ip_forward=1
+    nat_rules nat1 "" $wan_input
+    # `masquerade random`: a random source port for every new conntrack entry, i.e. a
+    # different mapping per destination (symmetric NAT), instead of keeping the port.
+    nat_rules nat2 "$([ $symmetric = 1 ] && echo random)" $wan_input
+
+    trap - ERR
+    set +E
+    echo "netlab: $PREFIX is up ($(cat "$STATE_DIR/$PREFIX"))"
+    echo "  pub ${ADDR[pub]}   nat1 ${ADDR[nat1]} (LAN 10.1.0.0/24: h1 ${ADDR[h1]})   nat2 ${ADDR[nat2]} (LAN 10.2.0.0/24: h2 ${ADDR[h2]})"
+    echo "  run things with: $0 exec --prefix $PREFIX h1 CMD..."
+}
+
+# Every process in a lab namespace gets TERM, then KILL; then the namespaces go (and with
+# them every veth and the bridge), then the state file.
+cmd_down_resolved() {
+    local h pids
+    for h in "${HOSTS[@]}"; do
+        [ -e "/run/netns/$(ns "$h")" ] && ip netns pids "$(ns "$h")" 2>/dev/null | xargs -r kill -TERM 2>/dev/null
+    done
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        pids=""
+        for h in "${HOSTS[@]}"; do
+            [ -e "/run/netns/$(ns "$h")" ] && pids+=$(ip netns pids "$(ns "$h")" 2>/dev/null)
+        done
+        [ -z "$pids" ] && break
+        sleep 0.2
+    done
+    for h in "${HOSTS[@]}"; do
+        [ -e "/run/netns/$(ns "$h")" ] || continue
+        ip netns pids "$(ns "$h")" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+        ip netns del "$(ns "$h")" 2>/dev/null
+    done
+    rm -f "$STATE_DIR/$PREFIX"
+    rmdir "$STATE_DIR" 2>/dev/null
+    return 0
+}
+
+cmd_status() {
+    local h
+    echo "lab $PREFIX: $(cat "$STATE_DIR/$PREFIX" 2>/dev/null || echo 'no state file')"
+    for h in "${HOSTS[@]}"; do
+        if [ ! -e "/run/netns/$(ns "$h")" ]; then
+            echo "  $h: namespace $(ns "$h") missing"
+            continue
+        fi
+        [ "$h" = wan ] && { echo "  wan ($(ns wan)): bridge br0, ports $(in_ns wan ip -br link show master br0 | awk '{sub(/@.*/, "", $1); printf "%s ", $1}')"; continue; }
+        echo "  $h ($(ns "$h")): $(in_ns "$h" ip -4 -br addr show | awk '$1 != "lo" {printf "%s %s  ", $1, $3}')"
+        echo "     routes: $(in_ns "$h" ip -4 route show | paste -sd ';')"
+        local pids
+        pids=$(ip netns pids "$(ns "$h")" | paste -sd ' ')
+        [ -n "$pids" ] && echo "     processes: $pids"
+    done
+    for h in nat1 nat2; do
+        [ -e "/run/netns/$(ns "$h")" ] || continue
+        echo "  $h masquerade: $(in_ns "$h" nft list chain ip netlab postrouting | grep -o 'masquerade.*')"
+    done
+}
+
+cmd=${1:-}
+[ -n "$cmd" ] || usage
+shift
+case $cmd in
+    up) need_root; cmd_up "$@" ;;
+    down|status|exec)
+        need_root
+        given=""
+        if [ "${1:-}" = --prefix ]; then
+            [ $# -ge 2 ] || usage
+            given=$2
+            shift 2
+        fi
+        resolve_prefix "$given"
+        case $cmd in
+            down) [ $# -eq 0 ] || usage; cmd_down_resolved; echo "netlab: $PREFIX is down" ;;
+            status) [ $# -eq 0 ] || usage; cmd_status ;;
+            exec)
+                [ $# -ge 2 ] || usage
+                [[ " ${HOSTS[*]} " == *" $1 "* ]] || die "no host '$1' (one of: ${HOSTS[*]})"
+                [ -e "/run/netns/$(ns "$1")" ] || die "lab $PREFIX has no namespace $(ns "$1")"
+                host=$1
+                shift
+                exec ip netns exec "$(ns "$host")" "$@" ;;
+        esac ;;
+    addr)
+        [ $# -eq 1 ] && [ -n "${ADDR[$1]:-}" ] || die "addr: one of: ${!ADDR[*]}"
+        echo "${ADDR[$1]}" ;;
+    -h|--help|help) usage ;;
+    *) usage ;;
+esac

@@ -1,0 +1,384 @@
+// Control-stream frames: the length-prefix reader and the msgpack codec of each message type.
+#include "frame.h"
+
+#include "dht/records.h"
+
+#include <array>
+#include <limits>
+#include <msgpack.hpp>
+#include <stdexcept>
+#include <utility>
+
+namespace parley::node::wire {
+
+namespace {
+
+// A capacity the reader keeps once drained; above it the buffer is released.
+constexpr std::size_t kKeptCapacity = 64 * 1024;
+
+std::uint32_t readLength(const std::uint8_t* p) {
+    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+           std::uint32_t{p[3]};
+}
+
+// msgpack-cxx allocates an array's or a map's objects when it reads the header, before the
+// elements arrive, so these caps (with the depth) bound what a few bytes can make it allocate.
+// Strings and binaries are only copied once all their bytes are there: the frame bounds them.
+msgpack::unpack_limit messageLimits() {
+    return msgpack::unpack_limit(/*array*/ 1024, /*map*/ 256, /*str*/ kMaxFrameSize,
+                                 /*bin*/ kMaxFrameSize, /*ext*/ 0, /*depth*/ 8);
+}
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+enum class Need { required, optional };
+
+// Reads the fields of one message map. The first problem sticks and later reads do nothing,
+// so a codec reads all its fields and then looks at failed() once. A key present twice is
+// malformed (two decoders could pick different ones); keys nobody asks for are ignored.
+class FieldReader {
+public:
+    explicit FieldReader(const msgpack::object_map& map) : map_(map) {}
+
+    bool failed() const { return failed_; }
+
+    // The value under `key`, or nullptr when it is absent (a failure if required) or twice.
+    const msgpack::object* find(std::string_view key, Need need) {
+        const msgpack::object* found = nullptr;
+        for (std::uint32_t i = 0; i < map_.size; ++i) {
+            const auto& k = map_.ptr[i].key;
+            if (k.type != msgpack::type::STR ||
+                std::string_view(k.via.str.ptr, k.via.str.size) != key)
+                continue;
+            if (found) {
+                failed_ = true;
+                return nullptr;
+            }
+            found = &map_.ptr[i].val;
+        }
+        if (!found && need == Need::required)
+            failed_ = true;
+        return failed_ ? nullptr : found;
+    }
+
+    template <class Unsigned>
+    void number(std::string_view key, Unsigned& out, Need need = Need::required) {
+        const auto* o = find(key, need);
+        if (!o)
+            return;
+        if (o->type != msgpack::type::POSITIVE_INTEGER ||
+            o->via.u64 > std::numeric_limits<Unsigned>::max()) {
+            failed_ = true;
+            return;
+        }
+        out = static_cast<Unsigned>(o->via.u64);
+    }
+
+    void text(std::string_view key, std::size_t maxBytes, std::string& out,
+              Need need = Need::optional) {
+        if (const auto* o = find(key, need))
+            readText(*o, maxBytes, out);
+    }
+
+    void textList(std::string_view key, std::size_t maxItems, std::size_t maxItemBytes,
+                  std::vector<std::string>& out, Need need = Need::optional) {
+        const auto* o = find(key, need);
+        if (!o)
+            return;
+        if (o->type != msgpack::type::ARRAY || o->via.array.size > maxItems) {
+            failed_ = true;
+            return;
+        }
+        out.assign(o->via.array.size, {});
+        for (std::uint32_t i = 0; i < o->via.array.size && !failed_; ++i)
+            readText(o->via.array.ptr[i], maxItemBytes, out[i]);
+    }
+
+private:
+    void readText(const msgpack::object& o, std::size_t maxBytes, std::string& out) {
+        if (o.type != msgpack::type::STR) {
+            failed_ = true;
+            return;
+        }
+        std::string_view value(o.via.str.ptr, o.via.str.size);
+        if (value.size() > maxBytes || !dht::isValidUtf8(value)) {
+            failed_ = true;
+            return;
+        }
+        out = value;
+    }
+
+    const msgpack::object_map& map_;
+    bool failed_ = false;
+};
+
+void packKey(Packer& pk, std::string_view key) {
+    pk.pack_str(static_cast<std::uint32_t>(key.size()));
+    pk.pack_str_body(key.data(), static_cast<std::uint32_t>(key.size()));
+}
+
+// One codec per message type: its "t", how many fields it writes besides "t", how it writes
+// them and how it reads them back. A new message type is a struct in frame.h, an alternative
+// in Message and a Codec here.
+template <class T> struct Codec;
+
+template <> struct Codec<Hello> {
+    static constexpr std::string_view type = "hello";
+    static constexpr std::uint32_t fields = 4;
+
+    static void pack(Packer& pk, const Hello& m) {
+        packKey(pk, "v");
+        pk.pack(m.version);
+        packKey(pk, "min");
+        pk.pack(m.minVersion);
+        packKey(pk, "features");
+        pk.pack(m.features);
+        packKey(pk, "agent");
+        pk.pack(m.agent);
+    }
+
+    static FrameError read(FieldReader& in, Hello& m) {
+        in.number("v", m.version);
+        in.number("min", m.minVersion);
+        in.textList("features", kMaxFeatures, kMaxFeatureSize, m.features);
+        in.text("agent", kMaxAgentSize, m.agent);
+        if (in.failed() || m.minVersion == 0 || m.version < m.minVersion)
+            return FrameError::malformed;
+        if (m.minVersion > kProtocolVersion)
+            return FrameError::unsupportedVersion;
+        return FrameError::ok;
+    }
+};
+
+template <> struct Codec<Ping> {
+    static constexpr std::string_view type = "ping";
+    static constexpr std::uint32_t fields = 2;
+
+    static void pack(Packer& pk, const Ping& m) {
+        packKey(pk, "seq");
+        pk.pack(m.seq);
+        packKey(pk, "sent");
+        pk.pack(m.sentUs);
+    }
+
+    static FrameError read(FieldReader& in, Ping& m) {
+        in.number("seq", m.seq);
+        in.number("sent", m.sentUs);
+        return in.failed() ? FrameError::malformed : FrameError::ok;
+    }
+};
+
+template <> struct Codec<Pong> {
+    static constexpr std::string_view type = "pong";
+    static constexpr std::uint32_t fields = 2;
+
+    static void pack(Packer& pk, const Pong& m) {
+        packKey(pk, "seq");
+        pk.pack(m.seq);
+        packKey(pk, "sent");
+        pk.pack(m.sentUs);
+    }
+
+    static FrameError read(FieldReader& in, Pong& m) {
+        in.number("seq", m.seq);
+        in.number("sent", m.sentUs);
+        return in.failed() ? FrameError::malformed : FrameError::ok;
+    }
+};
+
+template <> struct Codec<Goodbye> {
+    static constexpr std::string_view type = "goodbye";
+    static constexpr std::uint32_t fields = 1;
+
+    static void pack(Packer& pk, const Goodbye& m) {
+        packKey(pk, "reason");
+        pk.pack(m.reason);
+    }
+
+    static FrameError read(FieldReader& in, Goodbye& m) {
+        in.text("reason", kMaxGoodbyeReasonSize, m.reason);
+        return in.failed() ? FrameError::malformed : FrameError::ok;
+    }
+};
+
+template <std::size_t... I> constexpr bool typeNamesAreUnique(std::index_sequence<I...>) {
+    std::array<std::string_view, sizeof...(I)> names{
+        Codec<std::variant_alternative_t<I, Message>>::type...};
+    for (std::size_t i = 0; i < names.size(); ++i)
+        for (std::size_t j = i + 1; j < names.size(); ++j)
+            if (names[i] == names[j])
+                return false;
+    return true;
+}
+static_assert(typeNamesAreUnique(std::make_index_sequence<std::variant_size_v<Message>>()),
+              "two message types share a \"t\"");
+
+// Finds the alternative of Message whose Codec has this "t" and reads it.
+template <std::size_t I = 0>
+FrameError decodeAs(std::string_view type, FieldReader& in, Message& out) {
+    if constexpr (I == std::variant_size_v<Message>) {
+        return FrameError::unknownType;
+    } else {
+        using T = std::variant_alternative_t<I, Message>;
+        if (type != Codec<T>::type)
+            return decodeAs<I + 1>(type, in, out);
+        T message;
+        auto error = Codec<T>::read(in, message);
+        if (error == FrameError::ok)
+            out = std::move(message);
+        return error;
+    }
+}
+
+} // namespace
+
+std::string_view describe(FrameError error) {
+    switch (error) {
+    case FrameError::ok:
+        return "ok";
+    case FrameError::tooLarge:
+        return "the peer announced a control frame larger than the frame size limit; closing the "
+               "connection";
+    case FrameError::empty:
+        return "the peer sent an empty control frame; closing the connection";
+    case FrameError::malformed:
+        return "the peer sent a malformed control message (not msgpack, a missing or mistyped "
+               "field, or a field over its limit)";
+    case FrameError::unknownType:
+        return "the peer sent a control message of a type this version does not know; ignored";
+    case FrameError::unsupportedVersion:
+        return "the peer needs a newer protocol version than this parley speaks; one side should "
+               "upgrade parley";
+    }
+    return "unknown control frame error";
+}
+
+FrameReader::FrameReader(std::size_t maxFrame) : maxFrame_(maxFrame) {}
+
+FrameError FrameReader::push(std::span<const std::uint8_t> bytes) {
+    if (error_ != FrameError::ok)
+        return error_;
+    compact();
+    buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+    while (checked_ + kFramePrefixSize <= buffer_.size()) {
+        std::uint32_t length = readLength(buffer_.data() + checked_);
+        if (length == 0)
+            return fail(FrameError::empty);
+        if (length > maxFrame_)
+            return fail(FrameError::tooLarge);
+        checked_ += kFramePrefixSize + length;
+    }
+    return FrameError::ok;
+}
+
+std::optional<std::vector<std::uint8_t>> FrameReader::next() {
+    if (error_ != FrameError::ok || buffered() < kFramePrefixSize)
+        return std::nullopt;
+    const std::uint8_t* start = buffer_.data() + offset_;
+    std::uint32_t length = readLength(start);
+    if (buffered() - kFramePrefixSize < length)
+        return std::nullopt;
+    std::vector<std::uint8_t> payload(start + kFramePrefixSize, start + kFramePrefixSize + length);
+    offset_ += kFramePrefixSize + length;
+    if (offset_ == buffer_.size())
+        compact();
+    return payload;
+}
+
+std::size_t FrameReader::buffered() const {
+    return buffer_.size() - offset_;
+}
+
+FrameError FrameReader::fail(FrameError error) {
+    error_ = error;
+    buffer_ = {};
+    offset_ = checked_ = 0;
+    return error;
+}
+
+// Drops returned frames from the front of the buffer once that is cheap: when nothing is left,
+// or when what is left is no bigger than what goes (so each byte moves O(1) times on average).
+void FrameReader::compact() {
+    if (offset_ == 0)
+        return;
+    std::size_t left = buffer_.size() - offset_;
+    if (left == 0) {
+        if (buffer_.capacity() > kKeptCapacity)
+            buffer_ = {};
+        else
+            buffer_.clear();
+    } else if (left <= offset_) {
+        buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(offset_));
+    } else {
+        return;
+    }
+    checked_ -= offset_;
+    offset_ = 0;
+}
+
+std::vector<std::uint8_t> frame(std::span<const std::uint8_t> payload) {
+    if (payload.size() > kMaxFrameSize)
+        throw std::length_error("control frame payload of " + std::to_string(payload.size()) +
+                                " bytes exceeds the " + std::to_string(kMaxFrameSize) +
+                                "-byte limit");
+    if (payload.empty())
+        throw std::invalid_argument("a control frame needs a non-empty payload");
+    auto length = static_cast<std::uint32_t>(payload.size());
+    std::vector<std::uint8_t> out;
+    out.reserve(kFramePrefixSize + payload.size());
+    out.push_back(static_cast<std::uint8_t>(length >> 24));
+    out.push_back(static_cast<std::uint8_t>(length >> 16));
+    out.push_back(static_cast<std::uint8_t>(length >> 8));
+    out.push_back(static_cast<std::uint8_t>(length));
+    out.insert(out.end(), payload.begin(), payload.end());
+    return out;
+}
+
+std::string_view typeName(const Message& message) {
+    return std::visit([](const auto& m) { return Codec<std::decay_t<decltype(m)>>::type; },
+                      message);
+}
+
+std::vector<std::uint8_t> encodeMessage(const Message& message) {
+    msgpack::sbuffer buf;
+    Packer pk(buf);
+    std::visit(
+        [&pk](const auto& m) {
+            using C = Codec<std::decay_t<decltype(m)>>;
+            pk.pack_map(1 + C::fields);
+            packKey(pk, "t");
+            packKey(pk, C::type);
+            C::pack(pk, m);
+        },
+        message);
+    return {buf.data(), buf.data() + buf.size()};
+}
+
+FrameError decodeMessage(std::span<const std::uint8_t> payload, Message& out) {
+    if (payload.empty())
+        return FrameError::empty;
+    if (payload.size() > kMaxFrameSize)
+        return FrameError::tooLarge;
+    try {
+        std::size_t used = 0;
+        auto handle = msgpack::unpack(reinterpret_cast<const char*>(payload.data()), payload.size(),
+                                      used, nullptr, nullptr, messageLimits());
+        const auto& root = handle.get();
+        if (used != payload.size() || root.type != msgpack::type::MAP)
+            return FrameError::malformed;
+        FieldReader in(root.via.map);
+        const auto* type = in.find("t", Need::required);
+        if (!type || type->type != msgpack::type::STR)
+            return FrameError::malformed;
+        return decodeAs({type->via.str.ptr, type->via.str.size}, in, out);
+    } catch (const std::exception&) {
+        // msgpack's parse errors and limits, and running out of memory copying fields.
+        return FrameError::malformed;
+    }
+}
+
+std::vector<std::uint8_t> encodeFrame(const Message& message) {
+    return frame(encodeMessage(message));
+}
+
+} // namespace parley::node::wire
