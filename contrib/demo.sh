@@ -54,11 +54,33 @@ done
 echo "  the same as JSON, for scripts:"
 run "$PARLEY" --profile "$WORK/erin" lookup "${ID[carol]}" --json
 
-bold "4. Bob leaves: his node publishes an offline presence, so others see it at once"
+bold "4. Erin asks carol to be her contact; carol accepts (encrypted envelopes in DHT inboxes)"
+run "$PARLEY" --profile "$WORK/erin" contact add "${ID[carol]}" --alias carol --message "hi, erin here"
+wait_for() { # wait_for SECONDS COMMAND...: until the command succeeds
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -ge $deadline ] && return 1
+        sleep 0.2
+    done
+}
+wait_for 20 bash -c "'$PARLEY' --profile '$WORK/carol' contact requests | grep -q erin"
+run "$PARLEY" --profile "$WORK/carol" contact requests
+run "$PARLEY" --profile "$WORK/carol" contact accept "${ID[erin]}"
+wait_for 20 bash -c "'$PARLEY' --profile '$WORK/erin' contacts --json | grep -q '\"accepted\"'"
+run "$PARLEY" --profile "$WORK/erin" contacts
+
+bold "5. Erin connects to carol directly: QUIC, TLS 1.3 pinned to both key hashes"
+echo "  (a connect request and answer travel encrypted through the DHT; then it is peer to peer)"
+run "$PARLEY" --profile "$WORK/erin" ping carol --count 3
+echo "  the connection stays up and is reused:"
+run "$PARLEY" --profile "$WORK/carol" ping "${ID[erin]}" --count 2 --json
+
+bold "6. Bob leaves: his node publishes an offline presence, so others see it at once"
 run "$PARLEY" --profile "$WORK/bob" down
 run "$PARLEY" --profile "$WORK/erin" lookup "${ID[bob]}"
 
-bold "5. A key hash nobody owns is not found"
+bold "7. A key hash nobody owns is not found"
 run "$PARLEY" --profile "$WORK/erin" lookup "$(printf '%064x' 48879)" --timeout 3
 
 bold "Done: no server anywhere, only key hashes. Stopping the network."
