@@ -34,6 +34,9 @@ public:
                         std::chrono::milliseconds timeout);
     // Reads the next notification (for subscribe); nullopt on timeout.
     std::optional<nlohmann::json> nextMessage(std::chrono::milliseconds timeout);
+    // For poll(): the socket, and whether a whole message is already buffered.
+    int fd() const { return fd_; }
+    bool hasLine() const { return buffer_.find('\n') != std::string::npos; }
 
 private:
     std::optional<std::string> readLine(std::chrono::milliseconds timeout);

@@ -1,5 +1,6 @@
 // The `parley` program: `parley daemon` runs a node; every other command is a thin client
 // of the daemon's control API (DESIGN.md §1, §10).
+#include "chat_ui.h"
 #include "control_client.h"
 #include "dht/contact_id.h"
 #include "dht/identity.h"
@@ -572,6 +573,99 @@ int cmdPing(const Global& g, const std::string& who, int count, double intervalS
     return r.value("lost", 0) == 0 && !r.contains("error") ? kOk : kRuntime;
 }
 
+// The display label of a contact: alias, else name, else the start of the id.
+std::string contactLabel(const node::Profile& profile, const dht::ContactId& id) {
+    auto list = rpcCall(profile, "contacts", json::object(), std::chrono::seconds(10));
+    for (const auto& c : list)
+        if (c.value("id", "") == id.toHex()) {
+            auto label = c.value("alias", "").empty() ? c.value("name", "") : c.value("alias", "");
+            if (!label.empty())
+                return cli::sanitizeForTerminal(label);
+        }
+    return id.toHex().substr(0, 8);
+}
+
+std::string readStdinText() {
+    std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
+        text.pop_back();
+    return text;
+}
+
+int cmdSend(const Global& g, const std::string& who, std::string text, bool wait, double timeoutS,
+            bool asJson) {
+    if (!(timeoutS > 0 && timeoutS <= 3600))
+        throw Failure(kUsage, "--timeout must be between 0 and 3600 seconds");
+    if (text == "-")
+        text = readStdinText();
+    if (text.empty())
+        throw Failure(kUsage, "the message is empty");
+    if (!dht::isValidUtf8(text))
+        throw Failure(kUsage, "the message is not valid UTF-8 text");
+    auto profile = profileOf(g);
+    auto id = resolveContact(profile, who);
+    json params = {{"id", id.toHex()}, {"text", text}};
+    auto r = rpcCall(profile, "chat.send", params, std::chrono::seconds(15));
+    if (wait) {
+        json waitParams = {{"message", r["id"]}, {"timeout", timeoutS}};
+        auto w = rpcCall(profile, "chat.wait", waitParams,
+                         std::chrono::milliseconds(static_cast<long>(timeoutS * 1000) + 5000));
+        r["state"] = w.value("state", r.value("state", ""));
+        r["delivered"] = w.value("delivered", false);
+        if (asJson)
+            std::cout << r.dump() << "\n";
+        else if (r["delivered"].get<bool>())
+            std::cout << r["id"].get<std::string>() << " " << r["state"].get<std::string>() << "\n";
+        if (!r["delivered"].get<bool>()) {
+            std::cerr << "parley: not delivered within " << timeoutS
+                      << " s (state: " << r.value("state", "?")
+                      << "); the message stays queued and is delivered when "
+                      << contactLabel(profile, id) << " is reachable\n";
+            return kRuntime;
+        }
+        return kOk;
+    }
+    if (asJson)
+        std::cout << r.dump() << "\n";
+    else
+        std::cout << r["id"].get<std::string>() << " " << r["state"].get<std::string>() << "\n";
+    return kOk;
+}
+
+int cmdHistory(const Global& g, const std::string& who, int limit, bool asJson) {
+    if (limit < 1 || limit > 100000)
+        throw Failure(kUsage, "--limit must be between 1 and 100000");
+    auto profile = profileOf(g);
+    auto id = resolveContact(profile, who);
+    json params = {{"id", id.toHex()}, {"limit", limit}};
+    auto r = rpcCall(profile, "chat.history", params, std::chrono::seconds(30));
+    if (asJson) {
+        std::cout << r.dump() << "\n";
+        return kOk;
+    }
+    auto label = contactLabel(profile, id);
+    if (r.empty())
+        std::cout << "No messages with " << label << " yet.\n";
+    for (const auto& m : r) {
+        bool in = m.value("direction", "") == "in";
+        std::cout << formatTime(m.value("ts", std::int64_t{0}) / 1000) << "  "
+                  << (in ? label : std::string("you")) << ": "
+                  << cli::sanitizeForTerminal(m.value("text", ""));
+        if (!in)
+            std::cout << "  (" << m.value("state", "") << ")";
+        std::cout << "\n";
+    }
+    return kOk;
+}
+
+int cmdChat(const Global& g, const std::string& who) {
+    auto profile = profileOf(g);
+    auto id = resolveContact(profile, who);
+    auto label = contactLabel(profile, id);
+    cli::ControlClient calls(profile.controlSocketPath()), events(profile.controlSocketPath());
+    return cli::runChat(calls, events, cli::ChatPeer{id.toHex(), label});
+}
+
 int cmdContactAdd(const Global& g, const std::string& idText, const std::string& message,
                   const std::string& alias, bool asJson) {
     auto id = parseIdArg(idText);
@@ -646,6 +740,8 @@ int cmdContacts(const Global& g, bool asJson) {
                   << orDash(label);
         if (!c["last_seen"].is_null() && c["state"] == "accepted")
             std::cout << "  (last seen " << formatTime(c["last_seen"].get<std::int64_t>()) << ")";
+        if (auto unread = c.value("unread", 0); unread > 0)
+            std::cout << "  " << unread << " unread";
         std::cout << "\n";
     }
     return kOk;
@@ -721,6 +817,33 @@ int main(int argc, char** argv) {
     bool statusJson = false;
     auto* status = app.add_subcommand("status", "show the node's id and DHT state");
     status->add_flag("--json", statusJson, "print JSON");
+
+    std::string chatWho, chatText;
+    bool sendWait = false, sendJson = false, historyJson = false;
+    double sendTimeout = 30;
+    int historyLimit = 50;
+    auto* send = app.add_subcommand(
+        "send", "send a chat message; it is queued at once and delivered directly, or through "
+                "their DHT inbox while they are offline");
+    send->add_option("contact", chatWho, "contact id, or the alias or name of a contact")
+        ->required();
+    send->add_option("text", chatText, "the message (UTF-8; '-' reads it from standard input)")
+        ->required();
+    send->add_flag("--wait", sendWait,
+                   "return once it is delivered (exit 1 after --timeout; it "
+                   "stays queued)");
+    send->add_option("--timeout", sendTimeout, "seconds --wait waits")->capture_default_str();
+    send->add_flag("--json", sendJson, "print JSON: id, seq, state (and delivered with --wait)");
+    auto* historyCmd = app.add_subcommand("history", "the messages of a conversation");
+    historyCmd->add_option("contact", chatWho, "contact id, or the alias or name of a contact")
+        ->required();
+    historyCmd->add_option("--limit", historyLimit, "the last N messages")->capture_default_str();
+    historyCmd->add_flag("--json", historyJson,
+                         "print JSON: [{id, contact, direction, seq, ts, text, state}]");
+    auto* chatCmd = app.add_subcommand(
+        "chat", "talk with a contact in the terminal: history, live messages, delivery states");
+    chatCmd->add_option("contact", chatWho, "contact id, or the alias or name of a contact")
+        ->required();
 
     std::string pingWho;
     int pingCount = 4;
@@ -819,6 +942,12 @@ int main(int argc, char** argv) {
             return cmdStatus(g, statusJson);
         if (*lookup)
             return cmdLookup(g, lookupId, lookupTimeout, lookupJson);
+        if (*send)
+            return cmdSend(g, chatWho, chatText, sendWait, sendTimeout, sendJson);
+        if (*historyCmd)
+            return cmdHistory(g, chatWho, historyLimit, historyJson);
+        if (*chatCmd)
+            return cmdChat(g, chatWho);
         if (*ping)
             return cmdPing(g, pingWho, pingCount, pingInterval, pingTimeout, pingJson);
         if (*cAdd)

@@ -10,7 +10,8 @@ namespace parley::dht {
 namespace {
 
 msgpack::unpack_limit envelopeLimits() {
-    return msgpack::unpack_limit(/*array*/ 16, /*map*/ 16, /*str*/ 1024, /*bin*/ 64, /*ext*/ 0,
+    return msgpack::unpack_limit(/*array*/ 16, /*map*/ 16, /*str*/ kMaxEnvelopeChatText, /*bin*/ 64,
+                                 /*ext*/ 0,
                                  /*depth*/ 3);
 }
 
@@ -56,6 +57,8 @@ std::string_view toString(EnvelopeKind kind) {
         return "connect-request";
     case EnvelopeKind::connectAnswer:
         return "connect-answer";
+    case EnvelopeKind::chatMessage:
+        return "chat-message";
     }
     return "unknown";
 }
@@ -96,7 +99,8 @@ std::vector<std::uint8_t> encodeEnvelope(const Envelope& e) {
     msgpack::sbuffer buf;
     msgpack::packer<msgpack::sbuffer> pk(buf);
     bool connect = isConnectKind(e.kind);
-    pk.pack_map(connect ? 10 : 8);
+    bool chat = e.kind == EnvelopeKind::chatMessage;
+    pk.pack_map(connect || chat ? 10 : 8);
     pk.pack("v");
     pk.pack(kEnvelopeVersion);
     pk.pack("k");
@@ -120,6 +124,12 @@ std::vector<std::uint8_t> encodeEnvelope(const Envelope& e) {
             pk.pack(c);
         pk.pack("re");
         packBin(pk, e.replyTo);
+    }
+    if (chat) {
+        pk.pack("seq");
+        pk.pack(e.seq);
+        pk.pack("text");
+        pk.pack(e.text);
     }
     return {buf.data(), buf.data() + buf.size()};
 }
@@ -152,7 +162,7 @@ EnvelopeError decodeEnvelope(std::span<const std::uint8_t> bytes, Envelope& out)
         } else if (keyIs(key, "k")) {
             if (val.type != msgpack::type::POSITIVE_INTEGER)
                 return EnvelopeError::malformed;
-            if (val.via.u64 < 1 || val.via.u64 > 4)
+            if (val.via.u64 < 1 || val.via.u64 > 5)
                 return EnvelopeError::invalidField;
             e.kind = static_cast<EnvelopeKind>(val.via.u64);
             haveKind = true;
@@ -189,12 +199,21 @@ EnvelopeError decodeEnvelope(std::span<const std::uint8_t> bytes, Envelope& out)
                     return bad ? EnvelopeError::invalidField : EnvelopeError::malformed;
                 e.candidates.push_back(std::move(candidate));
             }
+        } else if (keyIs(key, "seq")) {
+            if (val.type != msgpack::type::POSITIVE_INTEGER)
+                return EnvelopeError::malformed;
+            e.seq = val.via.u64;
+        } else if (keyIs(key, "text")) {
+            if (!readString(val, kMaxEnvelopeChatText, e.text, bad))
+                return bad ? EnvelopeError::invalidField : EnvelopeError::malformed;
         } else if (keyIs(key, "re")) {
             if (!readBin(val, e.replyTo))
                 return EnvelopeError::malformed;
         }
     }
     if (!haveVersion || !haveKind || !haveId || !haveTime || !haveFrom || !haveTo)
+        return EnvelopeError::malformed;
+    if (e.kind == EnvelopeKind::chatMessage && e.seq == 0)
         return EnvelopeError::malformed;
     out = std::move(e);
     return EnvelopeError::ok;

@@ -27,6 +27,7 @@ enum class EnvelopeKind : std::uint8_t {
     contactAccept = 2,  // "I accepted you"
     connectRequest = 3, // "let us connect directly": the sender's candidate addresses
     connectAnswer = 4,  // the answer to a connect request, with the answerer's candidates
+    chatMessage = 5,    // a chat message for a contact who is offline (id = the message id)
 };
 
 inline bool isConnectKind(EnvelopeKind kind) {
@@ -37,6 +38,8 @@ inline bool isConnectKind(EnvelopeKind kind) {
 inline constexpr std::int64_t kConnectWindowMs = 120'000;
 inline constexpr std::size_t kMaxCandidates = 16;
 inline constexpr std::size_t kMaxCandidateSize = 64; // "[ipv6]:port" fits easily
+// A chat message's text in an envelope; longer messages wait for a direct connection.
+inline constexpr std::size_t kMaxEnvelopeChatText = 3000;
 
 std::string_view toString(EnvelopeKind kind);
 
@@ -50,6 +53,8 @@ struct Envelope {
     std::string message;                    // for requests
     std::vector<std::string> candidates;    // connect kinds: "ip:port" where the sender listens
     std::array<std::uint8_t, 16> replyTo{}; // connect answers: the request's id
+    std::uint64_t seq = 0;                  // chat messages: the sender's sequence
+    std::string text;                       // chat messages: at most kMaxEnvelopeChatText
 
     bool operator==(const Envelope&) const = default;
 };

@@ -43,7 +43,7 @@ struct ContactManager::Impl {
     std::map<EnvelopeId, int> noCardRetries; // backoff while a recipient's card is missing
     std::map<dht::ContactId, std::pair<std::int64_t, int>> senderWindow; // hour start, count
     std::set<dht::ContactId> followed;
-    ConnectHandler connectHandler;
+    ConnectHandler connectHandler, chatHandler;
     bool stopped = false;
 };
 
@@ -116,8 +116,13 @@ json ContactManager::toJson(const ContactRecord& c) const {
 
 json ContactManager::contacts() const {
     json out = json::array();
-    for (const auto& c : impl_->store.contacts())
-        out.push_back(toJson(c));
+    auto unread = impl_->store.unreadCounts();
+    for (const auto& c : impl_->store.contacts()) {
+        auto j = toJson(c);
+        auto it = unread.find(c.id);
+        j["unread"] = it == unread.end() ? 0 : it->second;
+        out.push_back(std::move(j));
+    }
     return out;
 }
 
@@ -338,6 +343,17 @@ void ContactManager::setConnectHandler(ConnectHandler handler) {
     impl_->connectHandler = std::move(handler);
 }
 
+void ContactManager::setChatHandler(ConnectHandler handler) {
+    impl_->chatHandler = std::move(handler);
+}
+
+std::optional<bool> ContactManager::online(const dht::ContactId& id) const {
+    auto c = impl_->store.contact(id);
+    if (!c || c->state != ContactState::accepted)
+        return std::nullopt;
+    return c->online;
+}
+
 bool ContactManager::isAccepted(const dht::ContactId& id) const {
     auto c = impl_->store.contact(id);
     return c && c->state == ContactState::accepted;
@@ -416,14 +432,17 @@ void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& si
         count("envelopes_from_blocked"); // dropped without a reply
         return;
     }
-    if (dht::isConnectKind(e.kind)) {
-        // Only accepted contacts learn where we are: a stranger gets no answer at all.
+    if (dht::isConnectKind(e.kind) || e.kind == dht::EnvelopeKind::chatMessage) {
+        // Only accepted contacts learn where we are or get their messages read: a stranger
+        // gets no answer at all.
+        bool connect = dht::isConnectKind(e.kind);
         if (!existing || existing->state != ContactState::accepted) {
-            count("connect_from_stranger");
+            count(connect ? "connect_from_stranger" : "chat_from_stranger");
             return;
         }
-        if (s.connectHandler)
-            s.connectHandler(e);
+        auto& handler = connect ? s.connectHandler : s.chatHandler;
+        if (handler)
+            handler(e);
         return;
     }
     if (e.kind == dht::EnvelopeKind::contactAccept) {

@@ -68,6 +68,10 @@ public:
     // this handler; from anyone else they are dropped and counted.
     using ConnectHandler = std::function<void(const dht::Envelope&)>;
     void setConnectHandler(ConnectHandler handler);
+    // Chat envelopes from accepted contacts (the same checks), for the chat manager.
+    void setChatHandler(ConnectHandler handler);
+    // An accepted contact's presence as last seen (nullopt: not an accepted contact).
+    std::optional<bool> online(const dht::ContactId& id) const;
     bool isAccepted(const dht::ContactId& id) const;
     // Their DER public key (cached, or from their key card); empty when not found.
     void withKey(const dht::ContactId& id,

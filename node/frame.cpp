@@ -94,7 +94,48 @@ public:
             readText(o->via.array.ptr[i], maxItemBytes, out[i]);
     }
 
+    // Bytes from a str or bin, not checked as UTF-8 (the caller repairs text it shows).
+    void bytes(std::string_view key, std::size_t maxBytes, std::string& out,
+               Need need = Need::required) {
+        const auto* o = find(key, need);
+        if (!o)
+            return;
+        if (o->type == msgpack::type::STR && o->via.str.size <= maxBytes)
+            out.assign(o->via.str.ptr, o->via.str.size);
+        else if (o->type == msgpack::type::BIN && o->via.bin.size <= maxBytes)
+            out.assign(o->via.bin.ptr, o->via.bin.size);
+        else
+            failed_ = true;
+    }
+
+    void id(std::string_view key, MessageId& out, Need need = Need::required) {
+        if (const auto* o = find(key, need))
+            readId(*o, out);
+    }
+
+    void idList(std::string_view key, std::size_t maxItems, std::vector<MessageId>& out,
+                Need need = Need::required) {
+        const auto* o = find(key, need);
+        if (!o)
+            return;
+        if (o->type != msgpack::type::ARRAY || o->via.array.size > maxItems) {
+            failed_ = true;
+            return;
+        }
+        out.assign(o->via.array.size, {});
+        for (std::uint32_t i = 0; i < o->via.array.size && !failed_; ++i)
+            readId(o->via.array.ptr[i], out[i]);
+    }
+
 private:
+    void readId(const msgpack::object& o, MessageId& out) {
+        if (o.type != msgpack::type::BIN || o.via.bin.size != out.size()) {
+            failed_ = true;
+            return;
+        }
+        std::copy(o.via.bin.ptr, o.via.bin.ptr + out.size(), out.begin());
+    }
+
     void readText(const msgpack::object& o, std::size_t maxBytes, std::string& out) {
         if (o.type != msgpack::type::STR) {
             failed_ = true;
@@ -197,6 +238,69 @@ template <> struct Codec<Goodbye> {
 
     static FrameError read(FieldReader& in, Goodbye& m) {
         in.text("reason", kMaxGoodbyeReasonSize, m.reason);
+        return in.failed() ? FrameError::malformed : FrameError::ok;
+    }
+};
+
+void packId(Packer& pk, const MessageId& id) {
+    pk.pack_bin(static_cast<std::uint32_t>(id.size()));
+    pk.pack_bin_body(reinterpret_cast<const char*>(id.data()),
+                     static_cast<std::uint32_t>(id.size()));
+}
+
+void packIds(Packer& pk, const std::vector<MessageId>& ids) {
+    pk.pack_array(static_cast<std::uint32_t>(ids.size()));
+    for (const auto& id : ids)
+        packId(pk, id);
+}
+
+template <> struct Codec<ChatMessage> {
+    static constexpr std::string_view type = "msg";
+    static constexpr std::uint32_t fields = 4;
+
+    static void pack(Packer& pk, const ChatMessage& m) {
+        packKey(pk, "id");
+        packId(pk, m.id);
+        packKey(pk, "seq");
+        pk.pack(m.seq);
+        packKey(pk, "ts");
+        pk.pack(m.sentMs);
+        packKey(pk, "text");
+        pk.pack_str(static_cast<std::uint32_t>(m.text.size()));
+        pk.pack_str_body(m.text.data(), static_cast<std::uint32_t>(m.text.size()));
+    }
+
+    static FrameError read(FieldReader& in, ChatMessage& m) {
+        in.id("id", m.id);
+        in.number("seq", m.seq);
+        in.number("ts", m.sentMs);
+        in.bytes("text", kMaxChatTextSize, m.text);
+        return in.failed() || m.seq == 0 ? FrameError::malformed : FrameError::ok;
+    }
+};
+
+template <> struct Codec<ChatAck> {
+    static constexpr std::string_view type = "ack";
+    static constexpr std::uint32_t fields = 1;
+    static void pack(Packer& pk, const ChatAck& m) {
+        packKey(pk, "ids");
+        packIds(pk, m.ids);
+    }
+    static FrameError read(FieldReader& in, ChatAck& m) {
+        in.idList("ids", kMaxIdsPerFrame, m.ids);
+        return in.failed() ? FrameError::malformed : FrameError::ok;
+    }
+};
+
+template <> struct Codec<ChatRead> {
+    static constexpr std::string_view type = "read";
+    static constexpr std::uint32_t fields = 1;
+    static void pack(Packer& pk, const ChatRead& m) {
+        packKey(pk, "ids");
+        packIds(pk, m.ids);
+    }
+    static FrameError read(FieldReader& in, ChatRead& m) {
+        in.idList("ids", kMaxIdsPerFrame, m.ids);
         return in.failed() ? FrameError::malformed : FrameError::ok;
     }
 };

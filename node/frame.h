@@ -4,6 +4,7 @@
 // hands back whole payloads; decodeMessage takes untrusted payloads and never throws.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -24,6 +25,8 @@ inline constexpr std::size_t kMaxFeatures = 32;
 inline constexpr std::size_t kMaxFeatureSize = 32;
 inline constexpr std::size_t kMaxAgentSize = 64;
 inline constexpr std::size_t kMaxGoodbyeReasonSize = 256;
+inline constexpr std::size_t kMaxChatTextSize = 64 * 1024; // bytes of a chat message's text
+inline constexpr std::size_t kMaxIdsPerFrame = 1024;       // ids in one ack or read frame
 
 enum class FrameError {
     ok = 0,
@@ -95,7 +98,29 @@ struct Goodbye {
     bool operator==(const Goodbye&) const = default;
 };
 
-using Message = std::variant<Hello, Ping, Pong, Goodbye>;
+using MessageId = std::array<std::uint8_t, 16>;
+
+// A chat message (DESIGN.md §7). The text travels as bytes: the receiver repairs bad UTF-8
+// rather than closing the connection over it.
+struct ChatMessage {
+    MessageId id{};           // random; the receiver applies a message once per id
+    std::uint64_t seq = 0;    // the sender's per-conversation sequence, from 1
+    std::uint64_t sentMs = 0; // the sender's clock, unix ms
+    std::string text;         // at most kMaxChatTextSize bytes
+    bool operator==(const ChatMessage&) const = default;
+};
+
+// "These messages are stored on my side" (delivered), and "the person has seen them" (read).
+struct ChatAck {
+    std::vector<MessageId> ids; // at most kMaxIdsPerFrame
+    bool operator==(const ChatAck&) const = default;
+};
+struct ChatRead {
+    std::vector<MessageId> ids; // at most kMaxIdsPerFrame
+    bool operator==(const ChatRead&) const = default;
+};
+
+using Message = std::variant<Hello, Ping, Pong, Goodbye, ChatMessage, ChatAck, ChatRead>;
 
 std::string_view typeName(const Message& message); // the "t" on the wire, e.g. "hello"
 

@@ -62,6 +62,7 @@ struct Link {
     wire::FrameReader reader;
     bool active = false, helloReceived = false;
     bool closedByUs = false; // idle close, replaced, stop: no reconnect
+    bool goodbye = false;    // the peer said it is going away (shutting down)
     wire::Hello peerHello;
     Clock::time_point lastUsed = Clock::now(), establishedAt = Clock::now();
     std::unique_ptr<asio::steady_timer> timer; // hello deadline, then idle checks
@@ -450,6 +451,7 @@ void LinkManager::Impl::onMessage(const std::shared_ptr<Link>& link, const wire:
     if (auto* g = std::get_if<wire::Goodbye>(&message)) {
         spdlog::info("{} says goodbye: {}", link->peer.shortHex(), g->reason);
         link->closedByUs = true;
+        link->goodbye = true;
         link->conn->close(quic::CloseCode::normal, "goodbye");
         return;
     }
@@ -497,7 +499,7 @@ void LinkManager::Impl::activate(const std::shared_ptr<Link>& link) {
     finishAttempt(link->peer, succeeded(link, false));
     armIdle(link);
     if (linkHandler)
-        linkHandler(link->peer, true);
+        linkHandler(link->peer, true, "");
 }
 
 void LinkManager::Impl::armIdle(const std::shared_ptr<Link>& link) {
@@ -534,7 +536,9 @@ void LinkManager::Impl::onClosed(const std::shared_ptr<Link>& link, const std::s
     count("links_down");
     events({{"type", "link.down"}, {"id", link->peer.toHex()}, {"reason", reason}});
     if (linkHandler)
-        linkHandler(link->peer, false);
+        linkHandler(link->peer, false,
+                    link->goodbye || reason == "closed by the peer: shutting down" ? "goodbye"
+                                                                                   : reason);
     // Lost rather than closed on purpose (the peer restarted, moved or vanished) while in
     // use: set it up again. A peer's own close (idle, shutdown, goodbye) is deliberate.
     bool deliberate = link->closedByUs || reason.rfind("closed by the peer", 0) == 0;

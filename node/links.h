@@ -57,7 +57,9 @@ class LinkManager {
 public:
     using EventSink = std::function<void(const nlohmann::json& event)>;
     using MessageHandler = std::function<void(const dht::ContactId&, const wire::Message&)>;
-    using LinkHandler = std::function<void(const dht::ContactId&, bool up)>;
+    // `reason` when a link went down: "goodbye" when the peer said it is shutting down.
+    using LinkHandler =
+        std::function<void(const dht::ContactId&, bool up, const std::string& reason)>;
 
     LinkManager(asio::io_context& io, quic::Transport& transport, ContactManager& contacts,
                 dht::Overlay& overlay, const dht::ContactId& self, EventSink events,

@@ -1,6 +1,7 @@
 // Node: wiring of overlay, control API, events and the node thread.
 #include "node.h"
 
+#include "chat.h"
 #include "contacts.h"
 #include "control_server.h"
 #include "dht/udp_endpoint.h"
@@ -85,6 +86,7 @@ struct Node::Impl {
     std::unique_ptr<ContactManager> contacts;
     std::unique_ptr<quic::Transport> transport;
     std::unique_ptr<LinkManager> links;
+    std::unique_ptr<ChatManager> chat;
     std::shared_ptr<QuicInbox> quicInbox;
     std::unique_ptr<ControlServer> control;
     asio::steady_timer stateTimer{io};
@@ -103,6 +105,7 @@ struct Node::Impl {
     void registerMethods(Node& node);
     void registerContactMethods();
     void registerLinkMethods();
+    void registerChatMethods();
     void startTransport();
     void broadcast(const json& event) {
         if (control)
@@ -137,6 +140,7 @@ json Node::Impl::statusJson() {
             {"dht", dhtJson},
             {"links", links ? links->status() : json::array()},
             {"link_counters", links ? links->counters() : json::object()},
+            {"chat_counters", chat ? chat->counters() : json::object()},
             {"records",
              {{"accepted", c.recordsAccepted},
               {"wrong_owner", c.recordsWrongOwner},
@@ -293,6 +297,92 @@ void Node::Impl::registerLinkMethods() {
     });
 }
 
+namespace {
+
+std::optional<std::array<std::uint8_t, 16>> messageIdParam(const json& params,
+                                                           const ControlServer::Reply& reply) {
+    auto text = params.value("message", std::string());
+    std::array<std::uint8_t, 16> id{};
+    auto digit = [](char c) -> int {
+        if (c >= '0' && c <= '9')
+            return c - '0';
+        if (c >= 'a' && c <= 'f')
+            return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+            return c - 'A' + 10;
+        return -1;
+    };
+    bool ok = text.size() == 32;
+    for (std::size_t i = 0; ok && i < 16; ++i) {
+        int hi = digit(text[2 * i]), lo = digit(text[2 * i + 1]);
+        ok = hi >= 0 && lo >= 0;
+        id[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+    }
+    if (!ok) {
+        reply.error(rpc::kInvalidParams, "not a message id: expected 32 hexadecimal characters");
+        return std::nullopt;
+    }
+    return id;
+}
+
+template <class F> void chatCommand(const ControlServer::Reply& reply, F&& f) {
+    try {
+        reply.ok(f());
+    } catch (const ChatError& e) {
+        reply.error(rpc::kFailed, e.what());
+    } catch (const StoreError& e) {
+        reply.error(rpc::kFailed, e.what());
+    }
+}
+
+} // namespace
+
+void Node::Impl::registerChatMethods() {
+    control->on("chat.send", [this](const json& params, const ControlServer::Reply& reply) {
+        auto target = idParam(params, reply);
+        if (!target)
+            return;
+        if (!params.contains("text") || !params["text"].is_string()) {
+            reply.error(rpc::kInvalidParams, "text must be a string");
+            return;
+        }
+        chatCommand(reply, [&] { return chat->send(*target, params["text"].get<std::string>()); });
+    });
+    control->on("chat.wait", [this](const json& params, const ControlServer::Reply& reply) {
+        auto message = messageIdParam(params, reply);
+        if (!message)
+            return;
+        double timeout = params.value("timeout", 30.0);
+        if (!(timeout >= 0 && timeout <= 3600)) {
+            reply.error(rpc::kInvalidParams, "timeout must be between 0 and 3600 seconds");
+            return;
+        }
+        try {
+            chat->wait(*message, std::chrono::milliseconds(static_cast<long>(timeout * 1000)),
+                       [reply](json result) { reply.ok(result); });
+        } catch (const StoreError& e) {
+            reply.error(rpc::kFailed, e.what());
+        }
+    });
+    control->on("chat.history", [this](const json& params, const ControlServer::Reply& reply) {
+        auto target = idParam(params, reply);
+        if (!target)
+            return;
+        auto limit = params.value("limit", 50);
+        if (limit < 1 || limit > 100000) {
+            reply.error(rpc::kInvalidParams, "limit must be between 1 and 100000");
+            return;
+        }
+        chatCommand(reply, [&] { return chat->history(*target, static_cast<std::size_t>(limit)); });
+    });
+    control->on("chat.read", [this](const json& params, const ControlServer::Reply& reply) {
+        auto target = idParam(params, reply);
+        if (!target)
+            return;
+        chatCommand(reply, [&] { return chat->markRead(*target); });
+    });
+}
+
 // The QUIC transport shares the DHT's UDP port (DESIGN.md §5).
 void Node::Impl::startTransport() {
     auto& identity = overlay->identity();
@@ -333,6 +423,9 @@ void Node::Impl::startTransport() {
     links = std::make_unique<LinkManager>(
         io, *transport, *contacts, *overlay, id, [this](const json& event) { broadcast(event); },
         options.links);
+    chat = std::make_unique<ChatManager>(
+        io, *store, *links, *contacts, id, [this](const json& event) { broadcast(event); },
+        options.chat);
 }
 
 Node::Node(NodeOptions options, dht::Identity identity) : impl_(std::make_unique<Impl>()) {
@@ -372,6 +465,7 @@ void Node::start() {
         s.registerMethods(*this);
         s.registerContactMethods();
         s.registerLinkMethods();
+        s.registerChatMethods();
         try {
             s.control->start();
         } catch (...) {
@@ -384,6 +478,7 @@ void Node::start() {
         s.overlay->publish();
     s.contacts->start();
     s.links->start();
+    s.chat->start();
     s.watchDhtState();
     s.started = true;
     s.thread = std::thread([this] {
@@ -410,6 +505,8 @@ void Node::stop(std::chrono::milliseconds budget) {
     asio::post(s.io, [&s, done, budget] {
         s.stateTimer.cancel();
         // Goodbyes and CONNECTION_CLOSEs go out while the socket is still open.
+        if (s.chat)
+            s.chat->stop();
         if (s.links)
             s.links->stop();
         if (s.transport)
@@ -429,6 +526,7 @@ void Node::stop(std::chrono::milliseconds budget) {
     if (s.thread.joinable())
         s.thread.join();
     s.control.reset();
+    s.chat.reset();
     s.links.reset();
     s.transport.reset();
     s.contacts.reset();
@@ -488,6 +586,10 @@ ContactManager& Node::contacts() {
 
 LinkManager& Node::links() {
     return *impl_->links;
+}
+
+ChatManager& Node::chat() {
+    return *impl_->chat;
 }
 
 nlohmann::json Node::ping(const dht::ContactId& id, int count, std::chrono::milliseconds interval,

@@ -3,6 +3,7 @@
 // through the blocking helpers below, which post onto that thread and wait.
 #pragma once
 
+#include "chat.h"
 #include "dht/contact_id.h"
 #include "dht/identity.h"
 #include "dht/overlay.h"
@@ -23,6 +24,7 @@ namespace parley::node {
 
 class ContactManager;
 class LinkManager;
+class ChatManager;
 
 struct NodeOptions {
     std::filesystem::path profileDir; // where control.sock and nodes.txt live
@@ -32,6 +34,7 @@ struct NodeOptions {
     // How often contacts' presence is re-checked (besides live DHT listens).
     std::chrono::seconds presencePoll{30};
     LinkOptions links;
+    ChatOptions chat;
 };
 
 nlohmann::json lookupToJson(const dht::LookupResult& result);
@@ -75,6 +78,7 @@ public:
     dht::Overlay& overlay();
     ContactManager& contacts();
     LinkManager& links();
+    ChatManager& chat();
     // Blocking: sets up (or reuses) the direct link and pings over it (`parley ping`).
     nlohmann::json ping(const dht::ContactId& id, int count, std::chrono::milliseconds interval,
                         std::chrono::milliseconds timeout);

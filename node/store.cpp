@@ -52,6 +52,28 @@ CREATE TABLE counters (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql",
+    // 2: chat messages (issue 5). Outgoing: queued -> stored -> delivered -> read; incoming:
+    // received -> read. ack_due / read_due: a receipt we still owe the sender.
+    R"sql(
+CREATE TABLE messages (
+    id          BLOB    PRIMARY KEY NOT NULL CHECK (length(id) = 16),
+    contact     TEXT    NOT NULL CHECK (length(contact) = 64),
+    outgoing    INTEGER NOT NULL CHECK (outgoing IN (0, 1)),
+    seq         INTEGER NOT NULL CHECK (seq > 0),
+    sent_ms     INTEGER NOT NULL,
+    received_ms INTEGER,
+    text        TEXT    NOT NULL,
+    state       TEXT    NOT NULL
+                        CHECK (state IN ('queued', 'stored', 'delivered', 'read', 'received')),
+    dht_put_ms  INTEGER,
+    ack_due     INTEGER NOT NULL DEFAULT 0 CHECK (ack_due IN (0, 1)),
+    read_due    INTEGER NOT NULL DEFAULT 0 CHECK (read_due IN (0, 1)),
+    updated_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX messages_by_time ON messages (contact, sent_ms, outgoing, seq);
+CREATE INDEX messages_by_seq ON messages (contact, outgoing, seq);
+CREATE INDEX messages_by_state ON messages (outgoing, state);
+)sql",
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
@@ -93,6 +115,46 @@ constexpr const char* kAddCounter =
     "INSERT INTO counters (name, value) VALUES (?1, ?2) "
     "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value";
 constexpr const char* kSelectCounter = "SELECT value FROM counters WHERE name = ?1";
+
+constexpr const char* kMessageColumns =
+    "id, contact, outgoing, seq, sent_ms, received_ms, text, state, dht_put_ms, updated_ms";
+constexpr const char* kNextSeq =
+    "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE contact = ?1 AND outgoing = 1";
+constexpr const char* kInsertMessage =
+    "INSERT OR IGNORE INTO messages (id, contact, outgoing, seq, sent_ms, received_ms, text, "
+    "state, ack_due, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+constexpr const char* kSelectMessage =
+    "SELECT id, contact, outgoing, seq, sent_ms, received_ms, text, state, dht_put_ms, "
+    "updated_ms FROM messages WHERE id = ?1";
+constexpr const char* kSelectOutbox =
+    "SELECT id, contact, outgoing, seq, sent_ms, received_ms, text, state, dht_put_ms, "
+    "updated_ms FROM messages WHERE contact = ?1 AND outgoing = 1 AND state IN ('queued', "
+    "'stored') ORDER BY seq LIMIT ?2";
+constexpr const char* kSelectOutboxContacts =
+    "SELECT DISTINCT contact FROM messages WHERE outgoing = 1 AND state IN ('queued', 'stored')";
+// States only move forward.
+constexpr const char* kAdvanceState =
+    "UPDATE messages SET state = ?2, updated_ms = ?3 WHERE id = ?1 AND outgoing = 1 AND "
+    "(CASE state WHEN 'queued' THEN 0 WHEN 'stored' THEN 1 WHEN 'delivered' THEN 2 ELSE 3 END) < "
+    "(CASE ?2 WHEN 'queued' THEN 0 WHEN 'stored' THEN 1 WHEN 'delivered' THEN 2 ELSE 3 END)";
+constexpr const char* kSetDhtPut = "UPDATE messages SET dht_put_ms = ?2 WHERE id = ?1";
+constexpr const char* kSelectHistory =
+    "SELECT * FROM (SELECT id, contact, outgoing, seq, sent_ms, received_ms, text, state, "
+    "dht_put_ms, updated_ms FROM messages WHERE contact = ?1 "
+    "ORDER BY sent_ms DESC, outgoing DESC, seq DESC LIMIT ?2) "
+    "ORDER BY sent_ms, outgoing, seq";
+constexpr const char* kSelectAckDue =
+    "SELECT id FROM messages WHERE contact = ?1 AND outgoing = 0 AND ack_due = 1 LIMIT ?2";
+constexpr const char* kClearAckDue = "UPDATE messages SET ack_due = 0 WHERE id = ?1";
+constexpr const char* kSelectReadDue =
+    "SELECT id FROM messages WHERE contact = ?1 AND outgoing = 0 AND read_due = 1 LIMIT ?2";
+constexpr const char* kClearReadDue = "UPDATE messages SET read_due = 0 WHERE id = ?1";
+constexpr const char* kMarkRead =
+    "UPDATE messages SET state = 'read', read_due = 1, updated_ms = ?2 "
+    "WHERE contact = ?1 AND outgoing = 0 AND state = 'received'";
+constexpr const char* kUnreadCounts =
+    "SELECT contact, count(*) FROM messages WHERE outgoing = 0 AND state = 'received' "
+    "GROUP BY contact";
 
 std::string_view adviceFor(int code) {
     switch (code) {
@@ -514,6 +576,166 @@ void Store::addCounter(std::string_view name, std::int64_t delta) {
     q.bind(1, name).bind(2, delta);
     q.run();
 }
+
+void Store::transaction(const std::function<void()>& body) {
+    impl_->exec("BEGIN IMMEDIATE", "start a transaction");
+    try {
+        body();
+    } catch (...) {
+        sqlite3_exec(impl_->db, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
+    impl_->exec("COMMIT", "commit a transaction");
+}
+
+namespace {
+
+ChatRecord readMessage(const Store::Impl::Query& q);
+
+} // namespace
+
+ChatRecord Store::addOutgoing(const dht::ContactId& contact, const MessageId& id,
+                              const std::string& text, std::int64_t nowMs) {
+    ChatRecord r;
+    transaction([&] {
+        auto next = impl_->query(kNextSeq, "number a message");
+        next.bind(1, contact);
+        r.seq = next.step() ? static_cast<std::uint64_t>(next.int64(0)) : 1;
+        r.id = id;
+        r.contact = contact;
+        r.outgoing = true;
+        r.sentMs = nowMs;
+        r.text = text;
+        r.state = "queued";
+        r.updatedMs = nowMs;
+        auto q = impl_->query(kInsertMessage, "queue a message");
+        q.bindBlob(1, id)
+            .bind(2, contact)
+            .bind(3, std::int64_t{1})
+            .bind(4, static_cast<std::int64_t>(r.seq))
+            .bind(5, nowMs)
+            .bind(6, std::optional<std::int64_t>{})
+            .bind(7, std::string_view(text))
+            .bind(8, std::string_view("queued"))
+            .bind(9, std::int64_t{0})
+            .bind(10, nowMs);
+        if (q.run() == 0)
+            throw StoreError("a message with this id exists already");
+    });
+    return r;
+}
+
+bool Store::addIncoming(const ChatRecord& r, bool ackDue) {
+    auto q = impl_->query(kInsertMessage, "store a received message");
+    q.bindBlob(1, r.id)
+        .bind(2, r.contact)
+        .bind(3, std::int64_t{0})
+        .bind(4, static_cast<std::int64_t>(r.seq))
+        .bind(5, r.sentMs)
+        .bind(6, r.receivedMs)
+        .bind(7, std::string_view(r.text))
+        .bind(8, std::string_view("received"))
+        .bind(9, std::int64_t{ackDue ? 1 : 0})
+        .bind(10, r.updatedMs);
+    return q.run() > 0;
+}
+
+std::optional<ChatRecord> Store::message(const MessageId& id) const {
+    auto q = impl_->query(kSelectMessage, "read a message");
+    q.bindBlob(1, id);
+    if (!q.step())
+        return std::nullopt;
+    return readMessage(q);
+}
+
+std::vector<ChatRecord> Store::outbox(const dht::ContactId& contact, std::size_t limit) const {
+    auto q = impl_->query(kSelectOutbox, "read the outbox");
+    q.bind(1, contact).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<ChatRecord> out;
+    while (q.step())
+        out.push_back(readMessage(q));
+    return out;
+}
+
+std::vector<dht::ContactId> Store::outboxContacts() const {
+    auto q = impl_->query(kSelectOutboxContacts, "read the outbox");
+    std::vector<dht::ContactId> out;
+    while (q.step())
+        out.push_back(q.contactId(0));
+    return out;
+}
+
+bool Store::advanceState(const MessageId& id, std::string_view state, std::int64_t nowMs) {
+    auto q = impl_->query(kAdvanceState, "update a message's state");
+    q.bindBlob(1, id).bind(2, state).bind(3, nowMs);
+    return q.run() > 0;
+}
+
+void Store::setDhtPut(const MessageId& id, std::int64_t nowMs) {
+    auto q = impl_->query(kSetDhtPut, "note a message put into the DHT");
+    q.bindBlob(1, id).bind(2, nowMs);
+    q.run();
+}
+
+std::vector<ChatRecord> Store::history(const dht::ContactId& contact, std::size_t limit) const {
+    auto q = impl_->query(kSelectHistory, "read the conversation");
+    q.bind(1, contact).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<ChatRecord> out;
+    while (q.step())
+        out.push_back(readMessage(q));
+    return out;
+}
+
+std::vector<MessageId> Store::receiptsDue(const dht::ContactId& contact, bool read,
+                                          std::size_t limit) const {
+    auto q = impl_->query(read ? kSelectReadDue : kSelectAckDue, "read the receipts to send");
+    q.bind(1, contact).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<MessageId> out;
+    while (q.step())
+        out.push_back(q.envelopeId(0));
+    return out;
+}
+
+void Store::clearReceiptDue(const MessageId& id, bool read) {
+    auto q = impl_->query(read ? kClearReadDue : kClearAckDue, "note a receipt sent");
+    q.bindBlob(1, id);
+    q.run();
+}
+
+std::size_t Store::markRead(const dht::ContactId& contact, std::int64_t nowMs) {
+    auto q = impl_->query(kMarkRead, "mark messages read");
+    q.bind(1, contact).bind(2, nowMs);
+    return static_cast<std::size_t>(q.run());
+}
+
+std::map<dht::ContactId, std::size_t> Store::unreadCounts() const {
+    auto q = impl_->query(kUnreadCounts, "count unread messages");
+    std::map<dht::ContactId, std::size_t> out;
+    while (q.step())
+        out[q.contactId(0)] = static_cast<std::size_t>(q.int64(1));
+    return out;
+}
+
+namespace {
+
+ChatRecord readMessage(const Store::Impl::Query& q) {
+    ChatRecord r;
+    r.id = q.envelopeId(0);
+    r.contact = q.contactId(1);
+    r.outgoing = q.int64(2) != 0;
+    r.seq = static_cast<std::uint64_t>(q.int64(3));
+    r.sentMs = q.int64(4);
+    if (!q.isNull(5))
+        r.receivedMs = q.int64(5);
+    r.text = q.text(6);
+    r.state = q.text(7);
+    if (!q.isNull(8))
+        r.dhtPutMs = q.int64(8);
+    r.updatedMs = q.int64(9);
+    return r;
+}
+
+} // namespace
 
 std::int64_t Store::counter(std::string_view name) const {
     auto q = impl_->query(kSelectCounter, "read a counter");

@@ -7,6 +7,8 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -47,6 +49,24 @@ struct PendingEnvelope {
     bool operator==(const PendingEnvelope&) const = default;
 };
 
+using MessageId = std::array<std::uint8_t, 16>;
+
+// A chat message as stored (issue 5). `state`: outgoing queued / stored / delivered / read;
+// incoming received / read.
+struct ChatRecord {
+    MessageId id{};
+    dht::ContactId contact;
+    bool outgoing = false;
+    std::uint64_t seq = 0;   // the sender's per-conversation sequence
+    std::int64_t sentMs = 0; // the sender's clock
+    std::optional<std::int64_t> receivedMs;
+    std::string text;
+    std::string state;
+    std::optional<std::int64_t> dhtPutMs; // outgoing: when it went into their DHT inbox
+    std::int64_t updatedMs = 0;
+    bool operator==(const ChatRecord&) const = default;
+};
+
 // A failure of the database (disk full, locked, corrupt, not writable): the message says what
 // happened and to which file, for a person to act on.
 struct StoreError : std::runtime_error {
@@ -55,7 +75,7 @@ struct StoreError : std::runtime_error {
 
 class Store {
 public:
-    static constexpr int kSchemaVersion = 1;
+    static constexpr int kSchemaVersion = 2;
 
     // Opens or creates the database (mode 0600), WAL, synchronous=NORMAL, busy_timeout 2 s,
     // foreign keys on, then applies migrations up to kSchemaVersion (PRAGMA user_version), each
@@ -90,12 +110,39 @@ public:
     void bumpPendingAttempts(const EnvelopeId& id);
     std::vector<PendingEnvelope> pending() const; // oldest first (createdMs, then insertion)
 
+    // Runs `body` in one transaction (BEGIN IMMEDIATE ... COMMIT; rolled back if it throws).
+    void transaction(const std::function<void()>& body);
+
+    // Chat. addOutgoing numbers the message (the conversation's next seq) and queues it.
+    ChatRecord addOutgoing(const dht::ContactId& contact, const MessageId& id,
+                           const std::string& text, std::int64_t nowMs);
+    // Stores a received message once: false when its id is known already. `ackDue`: we still
+    // owe the sender an ack (it came through the DHT, not over a link we answer on at once).
+    bool addIncoming(const ChatRecord& record, bool ackDue);
+    std::optional<ChatRecord> message(const MessageId& id) const;
+    // Outgoing messages not yet acknowledged (queued or stored), by seq.
+    std::vector<ChatRecord> outbox(const dht::ContactId& contact, std::size_t limit) const;
+    std::vector<dht::ContactId> outboxContacts() const;
+    // Moves an outgoing message's state forward; false when it was there already (or past).
+    bool advanceState(const MessageId& id, std::string_view state, std::int64_t nowMs);
+    void setDhtPut(const MessageId& id, std::int64_t nowMs);
+    // The last `limit` messages of a conversation, oldest first (sender time, then seq).
+    std::vector<ChatRecord> history(const dht::ContactId& contact, std::size_t limit) const;
+    // Receipts we owe (acks, or read receipts) and forgetting them once sent.
+    std::vector<MessageId> receiptsDue(const dht::ContactId& contact, bool read,
+                                       std::size_t limit) const;
+    void clearReceiptDue(const MessageId& id, bool read);
+    // Incoming messages of the conversation become read (and owe a read receipt); how many.
+    std::size_t markRead(const dht::ContactId& contact, std::int64_t nowMs);
+    std::map<dht::ContactId, std::size_t> unreadCounts() const;
+
     // Named counters (dropped envelopes etc.), persisted.
     void addCounter(std::string_view name, std::int64_t delta);
     std::int64_t counter(std::string_view name) const; // 0 if never counted
 
-private:
     struct Impl;
+
+private:
     std::unique_ptr<Impl> impl_;
 };
 
