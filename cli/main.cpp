@@ -56,6 +56,7 @@ struct DaemonFlags {
     std::vector<std::string> bootstrap;
     std::optional<std::uint32_t> network;
     bool noLan = false;
+    bool noPortmap = false;
     std::string logLevel = "info";
 };
 
@@ -246,6 +247,7 @@ node::NodeOptions nodeOptions(const node::Profile& profile, const DaemonFlags& f
     for (auto& b : settings.bootstrap)
         o.overlay.bootstrap.push_back(b);
     o.overlay.lanDiscovery = !f.noLan && settings.lan.value_or(true);
+    o.portMapping = !f.noPortmap && settings.portmap.value_or(true);
     o.overlay.nodesFile = profile.nodesPath().string();
     o.overlay.name = identity.name();
     for (auto& b : o.overlay.bootstrap)
@@ -758,6 +760,9 @@ void addDaemonFlags(CLI::App* cmd, DaemonFlags& f) {
                     "DHT network id (0 = the public network; others are private)");
     cmd->add_flag("--no-lan", f.noLan,
                   "no LAN discovery (multicast); it is off anyway when bound to loopback");
+    cmd->add_flag("--no-portmap", f.noPortmap,
+                  "do not ask the router for a port mapping (NAT-PMP, UPnP); never asked when "
+                  "bound to loopback");
     cmd->add_option("--log-level", f.logLevel, "trace, debug, info, warn, error or off")
         ->capture_default_str();
 }
@@ -933,6 +938,8 @@ int main(int argc, char** argv) {
                 forwarded.insert(forwarded.end(), {"--network", std::to_string(*upFlags.network)});
             if (upFlags.noLan)
                 forwarded.push_back("--no-lan");
+            if (upFlags.noPortmap)
+                forwarded.push_back("--no-portmap");
             forwarded.insert(forwarded.end(), {"--log-level", upFlags.logLevel});
             return cmdUp(g, upFlags, forwarded, upTimeout);
         }

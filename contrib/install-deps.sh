@@ -9,8 +9,10 @@ packages=(
     libngtcp2-dev libngtcp2-crypto-gnutls-dev
     libsqlite3-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
     libqrencode-dev catch2
+    libnatpmp-dev libminiupnpc-dev
     libopus-dev libvpx-dev
     iproute2 nftables procps python3
+    miniupnpd-nftables # the NAT lab's UPnP/NAT-PMP router (netlab.sh up --upnp); no daemon starts
     vpx-tools sox ffmpeg
     libsdl2-dev # only for -DPARLEY_DEVICES=ON (SDL2 audio and window)
 )

@@ -94,6 +94,11 @@ bool validUtf8(std::string_view s) {
         for (std::size_t k = 1; k < len; ++k)
             if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
                 return false;
+        // RFC 3629: no overlong forms, no UTF-16 surrogates, nothing above U+10FFFF.
+        auto next = len > 1 ? static_cast<unsigned char>(s[i + 1]) : 0;
+        if ((len == 2 && c < 0xC2) || (c == 0xE0 && next < 0xA0) || (c == 0xED && next >= 0xA0) ||
+            (c == 0xF0 && next < 0x90) || (c == 0xF4 && next >= 0x90) || c > 0xF4)
+            return false;
         i += len;
     }
     return true;

@@ -95,10 +95,10 @@ void ContactManager::count(const std::string& name) {
 
 json ContactManager::counters() const {
     json j = json::object();
-    for (const char* name :
-         {"envelopes_forged", "envelopes_wrong-recipient", "envelopes_expired",
-          "envelopes_from-the-future", "envelopes_replayed", "envelopes_from_blocked",
-          "requests_over_cap", "requests_over_rate", "accepts_unsolicited"})
+    for (const char* name : {"envelopes_forged", "envelopes_wrong-recipient", "envelopes_expired",
+                             "envelopes_from-the-future", "envelopes_replayed",
+                             "envelopes_from_blocked", "requests_over_cap", "requests_over_rate",
+                             "accepts_unsolicited", "connect_from_stranger", "chat_from_stranger"})
         j[name] = impl_->store.counter(name);
     return j;
 }

@@ -108,6 +108,7 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     LinkOptions options;
     MessageHandler messageHandler;
     LinkHandler linkHandler;
+    std::function<std::vector<std::string>()> mapped;
     std::map<dht::ContactId, std::shared_ptr<Link>> active;
     std::set<std::shared_ptr<Link>> pending; // handshake done, hello not yet
     std::map<dht::ContactId, std::shared_ptr<Attempt>> attempts;
@@ -169,7 +170,8 @@ std::vector<std::string> LinkManager::Impl::ourCandidates() const {
         if (a && (pol.allowLoopback || !a->isLoopback()))
             publicEndpoints.push_back(p);
     }
-    return mergeCandidates(interfaces, publicEndpoints, {});
+    return mergeCandidates(interfaces, publicEndpoints,
+                           mapped ? mapped() : std::vector<std::string>{});
 }
 
 wire::Hello LinkManager::Impl::hello() const {
@@ -773,6 +775,10 @@ void LinkManager::disconnect(const dht::ContactId& peer, const std::string& reas
 
 void LinkManager::setMessageHandler(MessageHandler handler) {
     impl_->messageHandler = std::move(handler);
+}
+
+void LinkManager::setMappedEndpoints(std::function<std::vector<std::string>()> source) {
+    impl_->mapped = std::move(source);
 }
 
 void LinkManager::setLinkHandler(LinkHandler handler) {

@@ -90,6 +90,8 @@ public:
     // Connect request/answer from an accepted contact (ContactManager checked it).
     void onConnectEnvelope(const dht::Envelope& envelope);
 
+    // Where router port mappings come from (see PortMapper); none by default.
+    void setMappedEndpoints(std::function<std::vector<std::string>()> source);
     // Our candidate addresses right now (for connect envelopes).
     std::vector<std::string> candidates() const;
 

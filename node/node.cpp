@@ -6,6 +6,7 @@
 #include "control_server.h"
 #include "dht/udp_endpoint.h"
 #include "links.h"
+#include "portmap.h"
 #include "quic.h"
 #include "store.h"
 
@@ -87,6 +88,7 @@ struct Node::Impl {
     std::unique_ptr<quic::Transport> transport;
     std::unique_ptr<LinkManager> links;
     std::unique_ptr<ChatManager> chat;
+    std::unique_ptr<PortMapper> portMapper;
     std::shared_ptr<QuicInbox> quicInbox;
     std::unique_ptr<ControlServer> control;
     asio::steady_timer stateTimer{io};
@@ -141,6 +143,7 @@ json Node::Impl::statusJson() {
             {"links", links ? links->status() : json::array()},
             {"link_counters", links ? links->counters() : json::object()},
             {"chat_counters", chat ? chat->counters() : json::object()},
+            {"portmap", portMapper ? portMapper->status() : json{{"state", "disabled"}}},
             {"records",
              {{"accepted", c.recordsAccepted},
               {"wrong_owner", c.recordsWrongOwner},
@@ -423,6 +426,15 @@ void Node::Impl::startTransport() {
     links = std::make_unique<LinkManager>(
         io, *transport, *contacts, *overlay, id, [this](const json& event) { broadcast(event); },
         options.links);
+    // Only a node on every address asks its router (never one bound to loopback or to one
+    // address: the mapping would point at the address that reaches the gateway).
+    if (options.portMapping && !endpoint.boundToLoopback() && endpoint.bound4().isUnspecified()) {
+        portMapper = std::make_unique<PortMapper>(io, endpoint.port());
+        portMapper->start();
+        links->setMappedEndpoints([this] {
+            return portMapper ? portMapper->mappedEndpoints() : std::vector<std::string>{};
+        });
+    }
     chat = std::make_unique<ChatManager>(
         io, *store, *links, *contacts, id, [this](const json& event) { broadcast(event); },
         options.chat);
@@ -512,6 +524,8 @@ void Node::stop(std::chrono::milliseconds budget) {
         if (s.transport)
             s.transport->shutdown();
         s.overlay->endpoint().setOtherHandler(nullptr);
+        if (s.portMapper)
+            s.portMapper->stop(); // removes the router's mapping (bounded, about 2 s)
         if (s.contacts)
             s.contacts->stop();
         if (s.control)
@@ -527,6 +541,7 @@ void Node::stop(std::chrono::milliseconds budget) {
         s.thread.join();
     s.control.reset();
     s.chat.reset();
+    s.portMapper.reset();
     s.links.reset();
     s.transport.reset();
     s.contacts.reset();

@@ -35,6 +35,8 @@ struct NodeOptions {
     std::chrono::seconds presencePoll{30};
     LinkOptions links;
     ChatOptions chat;
+    // Ask the router for a UDP port mapping (NAT-PMP, then UPnP) when bound to every address.
+    bool portMapping = true;
 };
 
 nlohmann::json lookupToJson(const dht::LookupResult& result);

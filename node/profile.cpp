@@ -144,10 +144,13 @@ ProfileSettings Profile::loadSettings() const {
             s.bind = j.at("bind").get<std::string>();
         if (j.contains("lan"))
             s.lan = j.at("lan").get<bool>();
+        if (j.contains("portmap"))
+            s.portmap = j.at("portmap").get<bool>();
     } catch (const nlohmann::json::exception& e) {
-        throw std::runtime_error(where + ": " + std::string(e.what()) +
-                                 " (expected {\"bootstrap\": [\"host:port\"], \"network\": N, "
-                                 "\"port\": N, \"bind\": \"addr\", \"lan\": true})");
+        throw std::runtime_error(
+            where + ": " + std::string(e.what()) +
+            " (expected {\"bootstrap\": [\"host:port\"], \"network\": N, "
+            "\"port\": N, \"bind\": \"addr\", \"lan\": true, \"portmap\": true})");
     }
     return s;
 }

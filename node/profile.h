@@ -18,6 +18,7 @@ struct ProfileSettings {
     std::optional<std::uint16_t> port;
     std::optional<std::string> bind;
     std::optional<bool> lan;
+    std::optional<bool> portmap; // ask the router for a port mapping (NAT-PMP / UPnP)
 };
 
 class Profile {

@@ -3,12 +3,12 @@
 # host, all on one machine. It is how parley's direct connections (DESIGN.md §6) are tried
 # against real Linux NAT (nftables masquerade + conntrack) without any network.
 #
-#   usage: netlab.sh up [--prefix NAME] [--symmetric] [--open-routers]
+#   usage: netlab.sh up [--prefix NAME] [--symmetric] [--open-routers] [--upnp | --upnp-igd-only]
 #          netlab.sh down [--prefix NAME]
 #          netlab.sh exec [--prefix NAME] HOST CMD...
 #          netlab.sh status [--prefix NAME]
 #          netlab.sh addr HOST          (prints HOST's address on the public segment or its LAN)
-#   HOST is one of: pub nat1 nat2 h1 h2 wan
+#   HOST is one of: pub nat1 nat2 h1 h2 wan; for addr also nat1-upnp (see --upnp)
 #
 #             "internet" 198.18.0.0/24 (RFC 2544 test range): a bridge in namespace `wan`
 #        +--------------------------+--------------------------+
@@ -23,12 +23,22 @@
 # nothing can leave the machine. `down` deletes the namespaces, which deletes their veths.
 # The commands other than `up` find the lab by --prefix, else $NETLAB_PREFIX, else the only
 # lab recorded in $NETLAB_STATE_DIR (default /run/parley-netlab). See docs/NAT.md.
+#
+# --upnp runs Debian's miniupnpd (nftables backend) in nat1, answering UPnP IGD and NAT-PMP
+# on its LAN side only (--upnp-igd-only: NAT-PMP off, so clients fall back to UPnP).
+# miniupnpd refuses to map on a reserved WAN address, and every test range (198.18/15 and
+# the documentation nets) is reserved; so nat1 also gets NAT1_UPNP_IP, a global address
+# that exists only inside the lab (pub and nat2 route it to nat1 on the public segment),
+# and miniupnpd reports it as nat1's external address. Nothing can reach the real owner of
+# that address: the lab has no link out of its namespaces. Outbound traffic is still
+# masqueraded to 198.18.0.11; only mapped ports answer on NAT1_UPNP_IP.
 set -u
 
 STATE_DIR=${NETLAB_STATE_DIR:-/run/parley-netlab}
 HOSTS=(wan pub nat1 nat2 h1 h2)
+NAT1_UPNP_IP=11.0.0.11
 declare -A ADDR=([pub]=198.18.0.10 [nat1]=198.18.0.11 [nat2]=198.18.0.12
-                 [h1]=10.1.0.10 [h2]=10.2.0.10)
+                 [h1]=10.1.0.10 [h2]=10.2.0.10 [nat1-upnp]=$NAT1_UPNP_IP)
 
 die() { echo "netlab: $*" >&2; exit 1; }
 usage() { sed -n '/^#   usage:/,/^#   HOST/p' "$0" | sed 's/^#//' >&2; exit 2; }
@@ -82,7 +92,8 @@ addr_up() { # addr_up HOST IFNAME CIDR
 # another port). No route to the other LAN exists either: only NAT'd traffic crosses.
 # With --open-routers the router itself accepts unsolicited WAN packets (no input filter),
 # which shows that failure (docs/NAT.md).
-nat_rules() { # nat_rules HOST random|"" accept|drop
+# With --upnp, nat1's forward chain also lets by what miniupnpd's mappings DNAT (RULE).
+nat_rules() { # nat_rules HOST random|"" accept|drop [RULE]
     in_ns "$1" nft -f - <<EOF
 table ip netlab {
     chain postrouting {
@@ -93,6 +104,7 @@ table ip netlab {
         type filter hook forward priority filter; policy drop;
         ct state established,related accept
         iifname "lan0" oifname "wan0" accept
+        ${4:-}
     }
     chain input {
         type filter hook input priority filter; policy accept;
@@ -103,24 +115,113 @@ table ip netlab {
 EOF
 }
 
+# miniupnpd's own tables in nat1, as Debian's nft_init.sh would make them (that script ships
+# with the `miniupnpd` package, which also brings a system service; the lab needs only the
+# daemon from miniupnpd-nftables). miniupnpd fills the non-base chains.
+upnp_tables() {
+    in_ns nat1 nft -f - <<'EOF'
+table inet miniupnpd {
+    chain forward {
+        type filter hook forward priority filter - 10; policy accept;
+        jump miniupnpd
+    }
+    chain miniupnpd {
+    }
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        jump prerouting_miniupnpd
+    }
+    chain postrouting {
+        type nat hook postrouting priority srcnat - 10; policy accept;
+        jump postrouting_miniupnpd
+    }
+    chain prerouting_miniupnpd {
+    }
+    chain postrouting_miniupnpd {
+    }
+}
+EOF
+}
+
+upnp_dir() { echo "$STATE_DIR/.$PREFIX.upnp"; } # a dot: `ls` of STATE_DIR lists labs only
+
+# miniupnpd in nat1, in the foreground (-d) so that `down` finds it among the namespace's
+# processes; its config, lease file and log in the lab's state directory.
+upnp_start() { # upnp_start yes|no (NAT-PMP)
+    local dir uuid
+    dir=$(upnp_dir)
+    mkdir -p "$dir"
+    uuid=$(cat /proc/sys/kernel/random/uuid)
+    in_ns nat1 ip addr add "$NAT1_UPNP_IP/32" dev wan0
+    in_ns pub ip route add "$NAT1_UPNP_IP/32" dev eth0
+    in_ns nat2 ip route add "$NAT1_UPNP_IP/32" dev wan0
+    upnp_tables
+    cat >"$dir/miniupnpd.conf" <<EOF
+ext_ifname=wan0
+ext_ip=$NAT1_UPNP_IP
+listening_ip=lan0
+http_port=0
+enable_upnp=yes
+enable_natpmp=$1
+secure_mode=yes
+system_uptime=no
+uuid=$uuid
+serial=$PREFIX
+friendly_name=parley netlab nat1
+lease_file=$dir/leases
+upnp_table_name=miniupnpd
+upnp_nat_table_name=miniupnpd
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+min_lifetime=120
+max_lifetime=86400
+allow 1024-65535 10.1.0.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+EOF
+    in_ns nat1 "$MINIUPNPD" -d -f "$dir/miniupnpd.conf" -P "$dir/miniupnpd.pid" \
+        </dev/null >"$dir/miniupnpd.log" 2>&1 &
+    local _
+    for _ in $(seq 50); do
+        grep -q "HTTP listening on port" "$dir/miniupnpd.log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "netlab: miniupnpd did not start in nat1:" >&2
+    cat "$dir/miniupnpd.log" >&2
+    return 1
+}
+
 cmd_up() {
-    local prefix="plab-$$" symmetric=0 wan_input=drop
+    local prefix="plab-$$" symmetric=0 wan_input=drop upnp=""
     while [ $# -gt 0 ]; do
         case $1 in
             --prefix) [ $# -ge 2 ] || usage; prefix=$2; shift 2 ;;
             --symmetric) symmetric=1; shift ;;
             --open-routers) wan_input=accept; shift ;;
+            --upnp) upnp=yes; shift ;;
+            --upnp-igd-only) upnp=no; shift ;;
             *) usage ;;
         esac
     done
     valid_prefix "$prefix" || die "bad prefix '$prefix' (letters, digits, . _ -; at most 40)"
+    if [ -n "$upnp" ]; then
+        MINIUPNPD=${MINIUPNPD:-$(command -v miniupnpd || echo /usr/sbin/miniupnpd)}
+        [ -x "$MINIUPNPD" ] || die "--upnp needs miniupnpd (apt-get install miniupnpd-nftables)"
+        "$MINIUPNPD" --version 2>&1 | grep -q nftables ||
+            die "--upnp needs miniupnpd's nftables backend (miniupnpd-nftables, not -iptables)"
+    fi
     PREFIX=$prefix
     local h
     for h in "${HOSTS[@]}"; do
         [ ! -e "/run/netns/$(ns "$h")" ] || die "namespace $(ns "$h") exists already: netlab.sh down --prefix $PREFIX"
     done
     mkdir -p "$STATE_DIR"
-    echo "nat2=$([ $symmetric = 1 ] && echo symmetric || echo cone) routers=$([ $wan_input = drop ] && echo firewalled || echo open)" >"$STATE_DIR/$PREFIX"
+    local upnp_state=""
+    case $upnp in
+        yes) upnp_state=" nat1=upnp+natpmp($NAT1_UPNP_IP)" ;;
+        no) upnp_state=" nat1=upnp($NAT1_UPNP_IP)" ;;
+    esac
+    echo "nat2=$([ $symmetric = 1 ] && echo symmetric || echo cone) routers=$([ $wan_input = drop ] && echo firewalled || echo open)$upnp_state" >"$STATE_DIR/$PREFIX"
     # From here on a failure takes down whatever was built.
     trap 'echo "netlab: setting up $PREFIX failed; removing it" >&2; cmd_down_resolved; exit 1' ERR
     set -E
@@ -161,15 +262,18 @@ cmd_up() {
 
     in_ns nat1 sysctl -qw net.ipv4.ip_forward=1
     in_ns nat2 sysctl -qw net.ipv4.ip_forward=1
-    nat_rules nat1 "" $wan_input
+    # With --upnp, mapped ports: miniupnpd DNATs them to the LAN host; forward lets them by.
+    nat_rules nat1 "" $wan_input "$([ -n "$upnp" ] && echo 'iifname "wan0" oifname "lan0" ct status dnat accept')"
     # `masquerade random`: a random source port for every new conntrack entry, i.e. a
     # different mapping per destination (symmetric NAT), instead of keeping the port.
     nat_rules nat2 "$([ $symmetric = 1 ] && echo random)" $wan_input
+    [ -z "$upnp" ] || upnp_start "$upnp"
 
     trap - ERR
     set +E
     echo "netlab: $PREFIX is up ($(cat "$STATE_DIR/$PREFIX"))"
     echo "  pub ${ADDR[pub]}   nat1 ${ADDR[nat1]} (LAN 10.1.0.0/24: h1 ${ADDR[h1]})   nat2 ${ADDR[nat2]} (LAN 10.2.0.0/24: h2 ${ADDR[h2]})"
+    [ -z "$upnp" ] || echo "  nat1 runs miniupnpd (UPnP IGD, NAT-PMP $([ "$upnp" = yes ] && echo on || echo off)); mapped ports answer on $NAT1_UPNP_IP"
     echo "  run things with: $0 exec --prefix $PREFIX h1 CMD..."
 }
 
@@ -194,6 +298,7 @@ cmd_down_resolved() {
         ip netns del "$(ns "$h")" 2>/dev/null
     done
     rm -f "$STATE_DIR/$PREFIX"
+    rm -rf "$(upnp_dir)"
     rmdir "$STATE_DIR" 2>/dev/null
     return 0
 }
@@ -217,6 +322,10 @@ cmd_status() {
         [ -e "/run/netns/$(ns "$h")" ] || continue
         echo "  $h masquerade: $(in_ns "$h" nft list chain ip netlab postrouting | grep -o 'masquerade.*')"
     done
+    if [ -e "/run/netns/$(ns nat1)" ] && in_ns nat1 nft list table inet miniupnpd >/dev/null 2>&1; then
+        echo "  nat1 miniupnpd: pid $(cat "$(upnp_dir)/miniupnpd.pid" 2>/dev/null || echo '?'), log $(upnp_dir)/miniupnpd.log"
+        echo "     mappings: $(in_ns nat1 nft list chain inet miniupnpd prerouting_miniupnpd | grep -o 'dport.*' | paste -sd ';')"
+    fi
 }
 
 cmd=${1:-}
