@@ -95,8 +95,13 @@ struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
         std::map<MessageId, std::size_t> sizes;
         std::set<MessageId> dhtPending; // puts in progress
         bool connecting = false;
-        bool away = false; // said goodbye: do not wait for a connection
+        bool away = false;    // said goodbye: do not wait for a connection
+        bool backlog = false; // queued messages wait behind the window (or for a link)
     };
+    std::vector<std::pair<dht::ContactId, MessageId>> storedBatch;
+    bool storedFlushScheduled = false;
+    bool sendOne(const dht::ContactId& peer, Peer& p, const ChatRecord& r);
+    void flushStored();
     std::map<dht::ContactId, Peer> peers;
 
     struct Waiter {
@@ -174,45 +179,74 @@ void ChatManager::Impl::pump(const dht::ContactId& peer) {
                   });
 }
 
+bool ChatManager::Impl::sendOne(const dht::ContactId& peer, Peer& p, const ChatRecord& r) {
+    if (p.inFlight.size() >= options.window || p.inFlightBytes >= options.windowBytes)
+        return false;
+    if (!links.send(peer,
+                    wire::ChatMessage{r.id, r.seq, static_cast<std::uint64_t>(r.sentMs), r.text}))
+        return false;
+    p.inFlight[r.id] = Clock::now();
+    p.sizes[r.id] = r.text.size();
+    p.inFlightBytes += r.text.size();
+    count("sent");
+    if (r.state == "queued") {
+        // "stored" is recorded for everything sent in this turn of the loop at once.
+        storedBatch.emplace_back(peer, r.id);
+        if (!storedFlushScheduled) {
+            storedFlushScheduled = true;
+            asio::post(io, [weak = weak_from_this()] {
+                if (auto s = weak.lock())
+                    s->flushStored();
+            });
+        }
+    }
+    return true;
+}
+
+void ChatManager::Impl::flushStored() {
+    storedFlushScheduled = false;
+    auto batch = std::move(storedBatch);
+    storedBatch.clear();
+    auto ms = unixMs();
+    std::vector<std::pair<dht::ContactId, MessageId>> changed;
+    try {
+        store.transaction([&] {
+            for (const auto& [peer, id] : batch)
+                if (store.advanceState(id, "stored", ms))
+                    changed.emplace_back(peer, id);
+        });
+    } catch (const StoreError& e) {
+        spdlog::error("chat: {}", e.what()); // the state is cosmetic: the outbox is unchanged
+        return;
+    }
+    for (const auto& [peer, id] : changed)
+        stateChanged(peer, id, "stored");
+}
+
 void ChatManager::Impl::sendOutbox(const dht::ContactId& peer) {
     auto& p = peers[peer];
     auto now = Clock::now();
-    std::vector<ChatRecord> nowStored;
-    auto outbox = store.outbox(peer, options.window + p.inFlight.size());
+    auto limit = options.window + p.inFlight.size();
+    auto outbox = store.outbox(peer, limit);
+    bool complete = outbox.size() < limit;
     for (const auto& r : outbox) {
         auto it = p.inFlight.find(r.id);
-        bool resend = it != p.inFlight.end() && now - it->second >= options.retry;
-        if (it != p.inFlight.end() && !resend)
-            continue;
-        if (!resend &&
-            (p.inFlight.size() >= options.window || p.inFlightBytes >= options.windowBytes))
-            break;
-        if (!links.send(
-                peer, wire::ChatMessage{r.id, r.seq, static_cast<std::uint64_t>(r.sentMs), r.text}))
-            break;
-        if (resend) {
+        if (it != p.inFlight.end()) {
+            if (now - it->second < options.retry)
+                continue;
+            if (!links.send(peer, wire::ChatMessage{r.id, r.seq,
+                                                    static_cast<std::uint64_t>(r.sentMs), r.text}))
+                break;
             it->second = now;
             count("resent");
             continue;
         }
-        p.inFlight[r.id] = now;
-        p.sizes[r.id] = r.text.size();
-        p.inFlightBytes += r.text.size();
-        count("sent");
-        if (r.state == "queued")
-            nowStored.push_back(r);
+        if (!sendOne(peer, p, r)) {
+            complete = false;
+            break;
+        }
     }
-    if (nowStored.empty())
-        return;
-    auto ms = unixMs();
-    std::vector<MessageId> changed;
-    store.transaction([&] {
-        for (const auto& r : nowStored)
-            if (store.advanceState(r.id, "stored", ms))
-                changed.push_back(r.id);
-    });
-    for (const auto& id : changed)
-        stateChanged(peer, id, "stored");
+    p.backlog = !complete;
 }
 
 void ChatManager::Impl::sendReceipts(const dht::ContactId& peer) {
@@ -350,7 +384,7 @@ void ChatManager::Impl::onAck(const dht::ContactId& peer, const std::vector<Mess
     for (const auto& id : changed)
         stateChanged(peer, id, read ? "read" : "delivered");
     count(read ? "read_receipts" : "acks", changed.size());
-    if (!read)
+    if (!read && p.backlog && links.connected(peer))
         sendOutbox(peer); // the window moved
 }
 
@@ -450,6 +484,12 @@ json ChatManager::send(const dht::ContactId& to, const std::string& text) {
     auto j = recordJson(record);
     j["type"] = "chat.message";
     s.events(j);
+    auto& p = s.peers[to];
+    // The common case, a link and nothing waiting: straight onto the link (the state becomes
+    // "stored" with this turn's batch). Otherwise the outbox decides.
+    if (s.links.connected(to) && !p.backlog && s.sendOne(to, p, record))
+        return {{"id", hex(id)}, {"seq", record.seq}, {"state", "stored"}};
+    p.backlog = true;
     s.pump(to);
     auto current = s.store.message(id);
     return {
