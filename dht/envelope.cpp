@@ -215,6 +215,15 @@ EnvelopeError decodeEnvelope(std::span<const std::uint8_t> bytes, Envelope& out)
         return EnvelopeError::malformed;
     if (e.kind == EnvelopeKind::chatMessage && e.seq == 0)
         return EnvelopeError::malformed;
+    // Fields of other kinds are ignored, like unknown keys: what decodes, re-encodes the same.
+    if (!isConnectKind(e.kind)) {
+        e.candidates.clear();
+        e.replyTo = {};
+    }
+    if (e.kind != EnvelopeKind::chatMessage) {
+        e.seq = 0;
+        e.text.clear();
+    }
     out = std::move(e);
     return EnvelopeError::ok;
 }

@@ -94,6 +94,9 @@ struct Attempt {
     std::unique_ptr<asio::steady_timer> lifetime, punchTimer;
     std::vector<dht::SocketAddress> punchTargets;
     int punchesLeft = 0;
+    // Confirmed connections on other paths, kept while the first one has not said hello: if
+    // it never does, the next takes its place.
+    std::vector<quic::ConnectionPtr> standby;
 };
 
 struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
@@ -243,6 +246,9 @@ void LinkManager::Impl::finishAttempt(const dht::ContactId& peer, const ConnectR
     attempts.erase(it);
     a->lifetime->cancel();
     a->punchTimer->cancel();
+    for (auto& c : a->standby)
+        c->close(quic::CloseCode::replaced, "another path won");
+    a->standby.clear();
     auto r = result;
     if (r.ok)
         r.setupMs = msSince(a->started);
@@ -279,12 +285,18 @@ void LinkManager::Impl::dialAll(const dht::ContactId& peer,
                                return;
                            }
                            // The first confirmed handshake wins; a later one on another path
-                           // is closed (the server keeps only the one that says hello).
+                           // waits on standby until the first has said hello (the server keeps
+                           // only the one that says hello), and is closed then.
                            bool have = false;
                            for (const auto& l : s->pending)
                                have = have || (l->peer == peer && l->conn->isClient());
                            if (have) {
-                               conn->close(quic::CloseCode::replaced, "another path won");
+                               auto it = s->attempts.find(peer);
+                               if (it == s->attempts.end()) {
+                                   conn->close(quic::CloseCode::replaced, "another path won");
+                                   return;
+                               }
+                               it->second->standby.push_back(conn);
                                return;
                            }
                            s->setupLink(conn);
@@ -480,6 +492,11 @@ void LinkManager::Impl::activate(const std::shared_ptr<Link>& link) {
     lastRemote[link->peer] = link->conn->remote();
     reconnects.erase(link->peer);
     // Other paths that are still being set up for this contact are not needed any more.
+    if (auto at = attempts.find(link->peer); at != attempts.end()) {
+        for (auto& c : at->second->standby)
+            c->close(quic::CloseCode::replaced, "another path won");
+        at->second->standby.clear();
+    }
     for (auto it = pending.begin(); it != pending.end();) {
         auto other = *it;
         if (other->peer == link->peer && other->conn->isClient() && link->conn->isClient()) {
@@ -526,8 +543,20 @@ void LinkManager::Impl::armIdle(const std::shared_ptr<Link>& link) {
 }
 
 void LinkManager::Impl::onClosed(const std::shared_ptr<Link>& link, const std::string& reason) {
-    pending.erase(link);
+    bool wasPending = pending.erase(link) > 0;
     link->timer->cancel();
+    // A path that never said hello: the next confirmed one (if any) takes over.
+    if (wasPending && link->conn->isClient())
+        if (auto at = attempts.find(link->peer); at != attempts.end())
+            while (!at->second->standby.empty()) {
+                auto next = at->second->standby.front();
+                at->second->standby.erase(at->second->standby.begin());
+                if (!next->closed()) {
+                    count("standby_promoted");
+                    setupLink(next);
+                    break;
+                }
+            }
     for (auto& [seq, done] : link->pings)
         done(std::nullopt);
     link->pings.clear();

@@ -73,7 +73,7 @@ TEST_CASE("line editor: UTF-8 characters move and delete as one", "[chat]") {
     CHECK(f.text() == "z");
 }
 
-TEST_CASE("line editor: Ctrl-D quits only on an empty line; Ctrl-C always", "[chat]") {
+TEST_CASE("line editor: Ctrl-D quits only on an empty line, Ctrl-C always", "[chat]") {
     LineEditor e;
     CHECK(type(e, "\x04") == Action::quit);
     type(e, "ab\x01");

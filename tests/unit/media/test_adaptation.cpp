@@ -48,7 +48,7 @@ TEST_CASE("the receiver's target bitrate caps the sender", "[adapt][video]") {
     REQUIRE(sender.bitrate() == 600000);
 }
 
-TEST_CASE("audio playout delay grows with jitter; few late packets, length kept",
+TEST_CASE("audio playout delay grows with jitter, few late packets, length kept",
           "[adapt][audio]") {
     LoopbackConfig c;
     c.audio = std::make_unique<ToneSource>(440);

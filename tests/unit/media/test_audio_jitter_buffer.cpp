@@ -28,7 +28,7 @@ TEST_CASE("in-order packets play in order, across sequence and timestamp wrap-ar
     REQUIRE(jb.stats().concealed == 0);
 }
 
-TEST_CASE("reordering and duplicates are absorbed; late packets are dropped", "[jitter]") {
+TEST_CASE("reordering and duplicates are absorbed, late packets are dropped", "[jitter]") {
     AudioJitterBuffer jb(AudioJitterConfig{40, 300, 500, 0});
     Micros now = 0;
     jb.insert(0, 0, payloadFor(0), 960, now);
@@ -61,7 +61,7 @@ TEST_CASE("a lost packet is recovered from the next one's FEC, two from PLC then
     REQUIRE(jb.stats().concealed == 1);
 }
 
-TEST_CASE("an underrun holds the playout point; a gap in timestamps without one in "
+TEST_CASE("an underrun holds the playout point, a gap in timestamps without one in "
           "sequence numbers is DTX",
           "[jitter]") {
     AudioJitterBuffer jb(AudioJitterConfig{20, 300, 500, 0});

@@ -68,7 +68,7 @@ TEST_CASE("the test pattern moves", "[io]") {
     REQUIRE(psnrY(a, b) < 30);
 }
 
-TEST_CASE("WAV written is read back sample for sample; soxi agrees", "[io][validate]") {
+TEST_CASE("WAV written is read back sample for sample, soxi agrees", "[io][validate]") {
     std::string path = tmpPath("tone.wav");
     std::string err;
     {
@@ -103,7 +103,7 @@ TEST_CASE("WAV written is read back sample for sample; soxi agrees", "[io][valid
     REQUIRE(capture("soxi -s '" + path + "'") == "48000\n");
 }
 
-TEST_CASE("Y4M written is read back; ffprobe agrees", "[io][validate]") {
+TEST_CASE("Y4M written is read back, ffprobe agrees", "[io][validate]") {
     std::string path = tmpPath("pattern.y4m");
     std::string err;
     {

@@ -32,7 +32,7 @@ TEST_CASE("Opus encodes and decodes 10/20/40/60 ms frames, mono and stereo", "[o
     REQUIRE_THROWS(OpusAudioEncoder(bad));
 }
 
-TEST_CASE("bitrate changes while running; FEC decode and PLC give whole frames", "[opus]") {
+TEST_CASE("bitrate changes while running, FEC decode and PLC give whole frames", "[opus]") {
     OpusSettings s;
     s.bitrate = 64000;
     OpusAudioEncoder enc(s);

@@ -32,7 +32,7 @@ TEST_CASE("the simulated link is deterministic and loses what it is told to", "[
     REQUIRE(runLink(c, 10000) != a);
 }
 
-TEST_CASE("burst loss comes in runs; delay, jitter, reordering and duplication", "[link]") {
+TEST_CASE("burst loss comes in runs, delay, jitter, reordering and duplication", "[link]") {
     LinkConfig c;
     c.burstEnter = 0.02;
     c.burstExit = 0.2;

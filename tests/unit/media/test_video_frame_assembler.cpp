@@ -73,7 +73,7 @@ TEST_CASE("a missing packet is NACKed, retried, and completes its frame when it 
     REQUIRE(a.takeNacks(now + 100000).empty());
 }
 
-TEST_CASE("a frame that cannot be completed in time leads to a keyframe request; the next "
+TEST_CASE("a frame that cannot be completed in time leads to a keyframe request, the next "
           "keyframe resumes",
           "[assembler]") {
     FrameAssemblerConfig cfg;

@@ -40,7 +40,7 @@ TEST_CASE("a VP9 keyframe is split with B/E bits and a scalability structure, an
     REQUIRE(d.headerSize == 3);
 }
 
-TEST_CASE("VP9 descriptors in flexible mode with layers and groups; truncations refused", "[vp9]") {
+TEST_CASE("VP9 descriptors in flexible mode with layers and groups, truncations refused", "[vp9]") {
     // I P L F B E V Z = 1 1 1 1 1 0 1 0; 7-bit picture id; layer byte; two P_DIFFs; SS with
     // one layer, Y and G: size, one group with one reference; then payload.
     Bytes p = {0xfa, 0x11, 0x45, 0x03, 0x04, 0x18, 0, 64, 0, 48, 1, 0x24, 0x02, 0xaa};

@@ -63,7 +63,7 @@ TEST_CASE("chat store: outgoing messages are numbered per conversation and queue
     CHECK(contacts.size() == 2);
 }
 
-TEST_CASE("chat store: states only move forward; delivered leaves the outbox", "[chat]") {
+TEST_CASE("chat store: states only move forward, delivered leaves the outbox", "[chat]") {
     test::TempDir dir;
     Store store(dir.path / "parley.db");
     auto bob = contact(1);
@@ -82,7 +82,7 @@ TEST_CASE("chat store: states only move forward; delivered leaves the outbox", "
     CHECK(store.message(mid(9))->state == "received");
 }
 
-TEST_CASE("chat store: a received message is stored once; history is in sender order", "[chat]") {
+TEST_CASE("chat store: a received message is stored once, history is in sender order", "[chat]") {
     test::TempDir dir;
     Store store(dir.path / "parley.db");
     auto bob = contact(1);

@@ -231,7 +231,7 @@ TEST_CASE("QUIC: a restarted server resets the old connection at once", "[quic]"
     CHECK(b2->stats().statelessResetsSent >= 1);
 }
 
-TEST_CASE("QUIC: handshakes that never finish are capped; expected peers still connect", "[quic]") {
+TEST_CASE("QUIC: handshakes that never finish are capped, expected peers still connect", "[quic]") {
     Net net;
     auto b = net.make(identityB(), "10.0.0.2:2000", 1, [](TransportConfig& c) {
         c.maxHandshakes = 8;
