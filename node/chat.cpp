@@ -95,7 +95,8 @@ struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
         std::map<MessageId, std::size_t> sizes;
         std::set<MessageId> dhtPending; // puts in progress
         bool connecting = false;
-        bool away = false;    // said goodbye: do not wait for a connection
+        bool away = false; // said goodbye: do not wait for a connection (for a while)
+        Clock::time_point awaySince;
         bool backlog = false; // queued messages wait behind the window (or for a link)
     };
     std::vector<std::pair<dht::ContactId, MessageId>> storedBatch;
@@ -157,11 +158,16 @@ void ChatManager::Impl::pump(const dht::ContactId& peer) {
     auto online = contacts.online(peer);
     if (!online)
         return; // no longer a contact: the messages wait (they could be accepted again)
+    // Connect only with something to send: messages, or receipts we owe.
+    if (store.outbox(peer, 1).empty() && store.receiptsDue(peer, false, 1).empty() &&
+        store.receiptsDue(peer, true, 1).empty())
+        return;
     auto& p = peers[peer];
+    if (p.away && Clock::now() - p.awaySince > std::chrono::seconds(30))
+        p.away = false; // its presence decides again
     if (!*online || p.away) {
         putToDht(peer);
-        if (!*online)
-            return;
+        return;
     }
     if (p.connecting)
         return;
@@ -580,8 +586,10 @@ void ChatManager::onLink(const dht::ContactId& peer, bool up, const std::string&
         // A contact that said goodbye is going offline: what it has not acknowledged goes
         // into its DHT inbox now, and so does what we send until it is back.
         p.away = reason == "goodbye";
-        if (p.away)
-            s.pump(peer);
+        if (p.away) {
+            p.awaySince = Clock::now();
+            s.putToDht(peer); // nothing to connect to: no pump()
+        }
         return;
     }
     p.away = false;

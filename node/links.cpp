@@ -90,7 +90,8 @@ struct Attempt {
     bool requestSent = false;
     Clock::time_point started = Clock::now();
     std::vector<std::shared_ptr<Waiter>> waiters;
-    std::set<std::string> dialed, punched;
+    std::map<std::string, Clock::time_point> dialed; // address -> last dial
+    std::set<std::string> punched;
     std::unique_ptr<asio::steady_timer> lifetime, punchTimer;
     std::vector<dht::SocketAddress> punchTargets;
     int punchesLeft = 0;
@@ -265,8 +266,13 @@ void LinkManager::Impl::dialAll(const dht::ContactId& peer,
                                 const std::vector<dht::SocketAddress>& targets) {
     auto a = attemptFor(peer, false);
     for (const auto& to : targets) {
-        if (!a->dialed.insert(to.toString()).second)
+        // An address dialled moments ago is not dialled again; one dialled a while ago is (its
+        // Initial may have gone to a process that was stopping, and QUIC's first retransmit
+        // comes only after ~300 ms).
+        auto& last = a->dialed[to.toString()];
+        if (last != Clock::time_point{} && Clock::now() - last < std::chrono::milliseconds(150))
             continue;
+        last = Clock::now();
         count("dials");
         spdlog::debug("dialling {} at {}", peer.shortHex(), to.toString());
         transport.dial(peer, to,

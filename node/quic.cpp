@@ -589,7 +589,9 @@ void ConnectionDriver::read(Connection& c, std::span<const std::uint8_t> pkt,
         ConnectionAccess::setRemote(c, dht::SocketAddress(p->remote.addr, p->remote.addrlen));
     if (!wasEstablished && c.established_)
         established(c);
-    flush(c);
+    // Acknowledgements and answers go out once per burst of datagrams (the node hands them
+    // over in batches), not once per packet: that halves the packets and the timer updates.
+    scheduleFlush(c);
     deliver(c);
 }
 
