@@ -861,6 +861,12 @@ void ConnectionDriver::terminate(Connection& c, const std::string& reason,
     }
     ConnectionAccess::markClosed(c);
     ci.closeReason = reason;
+    // Handlers are never called again: let go of what they hold (a handler that captured its
+    // own connection would otherwise keep it alive forever).
+    c.onStreamData = nullptr;
+    c.onWritable = nullptr;
+    c.onStreamClosed = nullptr;
+    c.onDatagram = nullptr;
     if (ci.timer)
         ci.timer->cancel();
     ci.streams.clear();

@@ -187,7 +187,15 @@ check_mapping() { # check_mapping LAB_NAME LAB_FLAG METHOD DESCRIPTION
 }
 
 check_mapping natpmp --upnp NAT-PMP "NAT-PMP $PORT udp"
-check_mapping igd --upnp-igd-only UPnP parley
+# Debian's libminiupnpc 2.2.4 reads past the end of its HTTP buffer in getHTTPResponse
+# (strtol on a buffer that is not NUL-terminated: a heap over-read that AddressSanitizer
+# stops at, found by this test). An ASan build of the probe cannot run the UPnP exchange; the
+# release build (contrib/build.sh, ctest in build/) does.
+if ldd "$PROBE" 2>/dev/null | grep -q libasan; then
+    echo "UPnP: not run in an AddressSanitizer build (libminiupnpc 2.2.4 over-reads its HTTP buffer)"
+else
+    check_mapping igd --upnp-igd-only UPnP parley
+fi
 
 # A router offering neither: "unavailable", with the reasons, in about 2 s of asking.
 if lab_up plain; then

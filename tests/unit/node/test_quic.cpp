@@ -116,9 +116,10 @@ TEST_CASE("QUIC: mutual authentication, a stream and datagrams", "[quic]") {
     std::vector<std::uint8_t> datagram;
     b->setAcceptHandler([&](ConnectionPtr c) {
         server = c;
-        c->onStreamData = [&, c](std::int64_t stream, std::span<const std::uint8_t> data, bool) {
+        auto* conn = c.get(); // not the shared_ptr: a handler must not own its connection
+        c->onStreamData = [&, conn](std::int64_t stream, std::span<const std::uint8_t> data, bool) {
             received.append(data.begin(), data.end());
-            c->write(stream, data); // echo
+            conn->write(stream, data); // echo
         };
         c->onDatagram = [&](std::span<const std::uint8_t> d) {
             datagram.assign(d.begin(), d.end());
