@@ -8,6 +8,7 @@
 #include "links.h"
 #include "portmap.h"
 #include "quic.h"
+#include "quic_inbox.h"
 #include "store.h"
 
 #include <asio/executor_work_guard.hpp>
@@ -39,45 +40,6 @@ nlohmann::json lookupToJson(const dht::LookupResult& r) {
     return j;
 }
 
-// Hands QUIC datagrams from the endpoint's receive thread to the node's thread in batches:
-// one post per burst instead of one per datagram.
-struct QuicInbox : std::enable_shared_from_this<QuicInbox> {
-    struct Datagram {
-        std::vector<std::uint8_t> bytes;
-        dht::SocketAddress from;
-    };
-    asio::io_context* io = nullptr;
-    std::mutex mutex;
-    std::vector<Datagram> queue;
-    bool scheduled = false;
-    std::function<void(std::span<const std::uint8_t>, const dht::SocketAddress&)> deliver;
-    static constexpr std::size_t kMaxQueued = 8192; // beyond that we drop, like a full socket
-
-    void push(std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
-        bool post = false;
-        {
-            std::lock_guard lock(mutex);
-            if (queue.size() >= kMaxQueued)
-                return;
-            queue.push_back({std::vector<std::uint8_t>(bytes.begin(), bytes.end()), from});
-            post = !std::exchange(scheduled, true);
-        }
-        if (post)
-            asio::post(*io, [self = shared_from_this()] { self->drain(); });
-    }
-    void drain() {
-        std::vector<Datagram> batch;
-        {
-            std::lock_guard lock(mutex);
-            batch.swap(queue);
-            scheduled = false;
-        }
-        for (const auto& d : batch)
-            if (deliver)
-                deliver(d.bytes, d.from);
-    }
-};
-
 struct Node::Impl {
     NodeOptions options;
     asio::io_context io;
@@ -89,7 +51,7 @@ struct Node::Impl {
     std::unique_ptr<LinkManager> links;
     std::unique_ptr<ChatManager> chat;
     std::unique_ptr<PortMapper> portMapper;
-    std::shared_ptr<QuicInbox> quicInbox;
+    std::shared_ptr<quic::DatagramInbox> quicInbox;
     std::unique_ptr<ControlServer> control;
     asio::steady_timer stateTimer{io};
     std::string lastDhtState;
@@ -412,13 +374,11 @@ void Node::Impl::startTransport() {
         [&endpoint](const dht::SocketAddress& to, std::span<const std::uint8_t> bytes) {
             endpoint.sendOther(to, bytes);
         });
-    quicInbox = std::make_shared<QuicInbox>();
-    quicInbox->io = &io;
-    quicInbox->deliver = [this](std::span<const std::uint8_t> bytes,
-                                const dht::SocketAddress& from) {
-        if (transport && !stopped)
-            transport->receive(bytes, from);
-    };
+    quicInbox = std::make_shared<quic::DatagramInbox>(
+        io, [this](std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
+            if (transport && !stopped)
+                transport->receive(bytes, from);
+        });
     endpoint.setOtherHandler(
         [inbox = quicInbox](std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
             inbox->push(bytes, from);

@@ -18,6 +18,7 @@
 #include "dht/udp_endpoint.h"
 #include "node/contacts.h"
 #include "node/quic.h"
+#include "node/quic_inbox.h"
 #include "support/test_support.h"
 #include "tls_tcp_baseline.h"
 
@@ -275,49 +276,6 @@ void benchSetup(Network& net, int runs, int pings, std::chrono::seconds settle) 
 
 // --- c. throughput ----------------------------------------------------------------------------
 
-// What node.cpp's QuicInbox does: the endpoint's receive thread copies datagrams into a queue,
-// and the io thread drains the whole queue in one posted handler.
-struct Inbox : std::enable_shared_from_this<Inbox> {
-    struct Datagram {
-        std::vector<std::uint8_t> bytes;
-        dht::SocketAddress from;
-    };
-    asio::io_context* io = nullptr;
-    std::mutex mutex;
-    std::vector<Datagram> queue;
-    bool scheduled = false;
-    std::function<void(std::span<const std::uint8_t>, const dht::SocketAddress&)> deliver;
-    std::uint64_t dropped = 0, batches = 0, delivered = 0;
-    static constexpr std::size_t kMaxQueued = 8192;
-
-    void push(std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
-        bool post = false;
-        {
-            std::lock_guard lock(mutex);
-            if (queue.size() >= kMaxQueued) {
-                ++dropped;
-                return;
-            }
-            queue.push_back({std::vector<std::uint8_t>(bytes.begin(), bytes.end()), from});
-            post = !std::exchange(scheduled, true);
-        }
-        if (post)
-            asio::post(*io, [self = shared_from_this()] { self->drain(); });
-    }
-    void drain() {
-        std::vector<Datagram> batch;
-        {
-            std::lock_guard lock(mutex);
-            batch.swap(queue);
-            scheduled = false;
-        }
-        ++batches;
-        delivered += batch.size();
-        for (const auto& d : batch)
-            deliver(d.bytes, d.from);
-    }
-};
-
 pid_t threadId() {
     return static_cast<pid_t>(::syscall(SYS_gettid));
 }
@@ -373,7 +331,7 @@ struct Side {
     asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
     std::unique_ptr<dht::UdpEndpoint> endpoint;
     std::unique_ptr<node::quic::Transport> transport;
-    std::shared_ptr<Inbox> inbox = std::make_shared<Inbox>();
+    std::shared_ptr<node::quic::DatagramInbox> inbox; // as the node feeds its transport
     std::thread thread;
     std::atomic<pid_t> ioTid{0};
     pid_t receiveTid = 0;
@@ -390,11 +348,9 @@ struct Side {
             io, config, [ep](const dht::SocketAddress& to, std::span<const std::uint8_t> bytes) {
                 ep->sendOther(to, bytes);
             });
-        inbox->io = &io;
-        inbox->deliver = [t = transport.get()](std::span<const std::uint8_t> bytes,
-                                               const dht::SocketAddress& from) {
-            t->receive(bytes, from);
-        };
+        inbox = std::make_shared<node::quic::DatagramInbox>(
+            io, [t = transport.get()](std::span<const std::uint8_t> bytes,
+                                      const dht::SocketAddress& from) { t->receive(bytes, from); });
         endpoint->setOtherHandler(
             [inbox = inbox](std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
                 inbox->push(bytes, from);
@@ -571,16 +527,17 @@ void benchThroughput(std::uint64_t mib) {
                         1e6 * (cpu1.process - cpu0.process) / static_cast<double>(cOut),
                         1e6 * cpuDelta(cpu0, cpu1, server.ioTid) / static_cast<double>(cOut),
                         1e6 * cpuDelta(cpu0, cpu1, client.ioTid) / static_cast<double>(cOut));
+            auto si = server.inbox->counters(), ci = client.inbox->counters();
             std::printf("  inbox: server %llu datagrams in %llu batches (%.1f per batch), %llu "
                         "dropped; client %llu in %llu batches, %llu dropped\n",
-                        static_cast<unsigned long long>(server.inbox->delivered),
-                        static_cast<unsigned long long>(server.inbox->batches),
-                        static_cast<double>(server.inbox->delivered) /
-                            static_cast<double>(std::max<std::uint64_t>(1, server.inbox->batches)),
-                        static_cast<unsigned long long>(server.inbox->dropped),
-                        static_cast<unsigned long long>(client.inbox->delivered),
-                        static_cast<unsigned long long>(client.inbox->batches),
-                        static_cast<unsigned long long>(client.inbox->dropped));
+                        static_cast<unsigned long long>(si.delivered),
+                        static_cast<unsigned long long>(si.batches),
+                        static_cast<double>(si.delivered) /
+                            static_cast<double>(std::max<std::uint64_t>(1, si.batches)),
+                        static_cast<unsigned long long>(si.dropped),
+                        static_cast<unsigned long long>(ci.delivered),
+                        static_cast<unsigned long long>(ci.batches),
+                        static_cast<unsigned long long>(ci.dropped));
             std::printf("  client connection: srtt %.3f ms, min rtt %.3f ms, cwnd %llu bytes; "
                         "most buffered %zu bytes; %llu stream-data callbacks at the server\n",
                         static_cast<double>(cs.smoothedRtt.count()) / 1000,
