@@ -45,8 +45,8 @@ std::optional<std::string> ControlClient::readLine(std::chrono::milliseconds tim
             buffer_.erase(0, nl + 1);
             return line;
         }
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
+                                                                 std::chrono::steady_clock::now());
         if (left.count() <= 0)
             return std::nullopt;
         pollfd p{fd_, POLLIN, 0};
@@ -83,8 +83,8 @@ json ControlClient::call(const std::string& method, const json& params,
     }
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
+                                                                 std::chrono::steady_clock::now());
         auto reply = readLine(left);
         if (!reply)
             throw std::runtime_error("the daemon did not answer '" + method + "' in time");

@@ -27,6 +27,7 @@ echo "== lookup latency"
 
 echo "== direct connections: set-up, RTT, one stream vs TLS/TCP (the NAT lab: contrib/netlab/bench.sh, root)"
 "$BIN/bench_links" 10 500 256
+"$BIN/bench_chat" 1000 20000 30
 
 echo "== daemon start to DHT connected (bootstrap: a stock dhtnode on 127.0.0.1)"
 PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

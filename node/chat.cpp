@@ -493,8 +493,13 @@ json ChatManager::send(const dht::ContactId& to, const std::string& text) {
     auto& p = s.peers[to];
     // The common case, a link and nothing waiting: straight onto the link (the state becomes
     // "stored" with this turn's batch). Otherwise the outbox decides.
-    if (s.links.connected(to) && !p.backlog && s.sendOne(to, p, record))
-        return {{"id", hex(id)}, {"seq", record.seq}, {"state", "stored"}};
+    if (s.links.connected(to)) {
+        if (!p.backlog && s.sendOne(to, p, record))
+            return {{"id", hex(id)}, {"seq", record.seq}, {"state", "stored"}};
+        // The window is full: the next acknowledgement moves it and sends this one.
+        p.backlog = true;
+        return {{"id", hex(id)}, {"seq", record.seq}, {"state", record.state}};
+    }
     p.backlog = true;
     s.pump(to);
     auto current = s.store.message(id);

@@ -642,6 +642,20 @@ void LinkManager::start() {
         }
         s->setupLink(conn);
     });
+    // Our client restarted? Ask it to connect again: if it did, its new connection replaces
+    // the dead one at once instead of after the 30 s idle timeout.
+    impl_->transport.setSuspectHandler([weak](quic::ConnectionPtr conn) {
+        auto s = weak.lock();
+        if (!s || s->stopped)
+            return;
+        auto it = s->active.find(conn->peer());
+        if (it == s->active.end() || it->second->conn != conn)
+            return;
+        s->count("suspected_restarts");
+        spdlog::info("{} at {} may have restarted; asking it to connect again",
+                     conn->peer().shortHex(), conn->remote().toString());
+        s->attemptFor(conn->peer(), true);
+    });
     impl_->contacts.setConnectHandler([this](const dht::Envelope& e) { onConnectEnvelope(e); });
 }
 

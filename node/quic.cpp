@@ -138,7 +138,7 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
     dht::ContactId self;
     gnutls_certificate_credentials_t credentials = nullptr;
     Authorizer authorizer;
-    std::function<void(ConnectionPtr)> acceptHandler;
+    std::function<void(ConnectionPtr)> acceptHandler, suspectHandler;
     std::set<ConnectionPtr> connections;
     std::unordered_map<std::string, std::weak_ptr<Connection>> byCid;
     std::map<std::string, std::weak_ptr<Connection>> byResetToken;
@@ -177,6 +177,7 @@ struct Connection::Impl {
     bool flushScheduled = false;
     bool closing = false;
     bool started = false;
+    std::chrono::steady_clock::time_point lastSuspect{};
     std::map<std::int64_t, SendStream> streams;
     std::set<std::int64_t> drained;  // streams whose buffer shrank since the last report
     std::set<std::int64_t> finished; // streams ngtcp2 closed
@@ -1125,6 +1126,10 @@ void Transport::setAcceptHandler(std::function<void(ConnectionPtr)> handler) {
     impl_->acceptHandler = std::move(handler);
 }
 
+void Transport::setSuspectHandler(std::function<void(ConnectionPtr)> handler) {
+    impl_->suspectHandler = std::move(handler);
+}
+
 void Transport::expect(const dht::SocketAddress& from,
                        std::chrono::steady_clock::time_point until) {
     auto& s = *impl_;
@@ -1235,6 +1240,20 @@ void Transport::Impl::maybeReset(std::span<const std::uint8_t> pkt,
             }
         }
     }
+    // From the address of a client we serve (e.g. its stateless reset, which we cannot check:
+    // no token for its first connection id): it may have restarted.
+    if (suspectHandler)
+        for (const auto& c : connections) {
+            auto& ci = ConnectionAccess::impl(*c);
+            if (!c->established() || c->isClient() || !(c->remote() == from) ||
+                std::chrono::steady_clock::now() - ci.lastSuspect < std::chrono::seconds(5))
+                continue;
+            ci.lastSuspect = std::chrono::steady_clock::now();
+            asio::post(io, [weak = weak_from_this(), c] {
+                if (auto t = weak.lock(); t && t->suspectHandler && !c->closed())
+                    t->suspectHandler(c);
+            });
+        }
     // A packet for a connection we do not know (we restarted, or it closed): tell the peer
     // with a stateless reset, smaller than what it sent so that two endpoints cannot loop.
     if (pkt.size() < 1 + kCidLength + 26)

@@ -160,6 +160,11 @@ public:
     // connections are handed to the accept handler.
     void setAuthorizer(Authorizer authorizer);
     void setAcceptHandler(std::function<void(ConnectionPtr)> handler);
+    // Called when a packet for a connection we do not know comes from the address of an
+    // established connection in which we are the server: the client may have restarted (a
+    // server has no stateless-reset token for the client's first connection id, so it cannot
+    // tell for sure). At most every 5 s per connection.
+    void setSuspectHandler(std::function<void(ConnectionPtr)> handler);
     // Addresses we expect a handshake from (a contact's candidates): they bypass the
     // per-host cap and get reserved room under the total cap until `until`.
     void expect(const dht::SocketAddress& from, std::chrono::steady_clock::time_point until);

@@ -72,7 +72,12 @@ CREATE TABLE messages (
 ) WITHOUT ROWID;
 CREATE INDEX messages_by_time ON messages (contact, sent_ms, outgoing, seq);
 CREATE INDEX messages_by_seq ON messages (contact, outgoing, seq);
-CREATE INDEX messages_by_state ON messages (outgoing, state);
+-- Partial indexes keep the hot queries independent of the conversation's length.
+CREATE INDEX messages_outbox ON messages (contact, seq)
+    WHERE outgoing = 1 AND state IN ('queued', 'stored');
+CREATE INDEX messages_ack_due ON messages (contact) WHERE outgoing = 0 AND ack_due = 1;
+CREATE INDEX messages_read_due ON messages (contact) WHERE outgoing = 0 AND read_due = 1;
+CREATE INDEX messages_unread ON messages (contact) WHERE outgoing = 0 AND state = 'received';
 )sql",
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
@@ -128,10 +133,11 @@ constexpr const char* kSelectMessage =
     "updated_ms FROM messages WHERE id = ?1";
 constexpr const char* kSelectOutbox =
     "SELECT id, contact, outgoing, seq, sent_ms, received_ms, text, state, dht_put_ms, "
-    "updated_ms FROM messages WHERE contact = ?1 AND outgoing = 1 AND state IN ('queued', "
-    "'stored') ORDER BY seq LIMIT ?2";
+    "updated_ms FROM messages INDEXED BY messages_outbox WHERE contact = ?1 AND outgoing = 1 "
+    "AND state IN ('queued', 'stored') ORDER BY seq LIMIT ?2";
 constexpr const char* kSelectOutboxContacts =
-    "SELECT DISTINCT contact FROM messages WHERE outgoing = 1 AND state IN ('queued', 'stored')";
+    "SELECT DISTINCT contact FROM messages INDEXED BY messages_outbox "
+    "WHERE outgoing = 1 AND state IN ('queued', 'stored')";
 // States only move forward.
 constexpr const char* kAdvanceState =
     "UPDATE messages SET state = ?2, updated_ms = ?3 WHERE id = ?1 AND outgoing = 1 AND "
@@ -144,16 +150,19 @@ constexpr const char* kSelectHistory =
     "ORDER BY sent_ms DESC, outgoing DESC, seq DESC LIMIT ?2) "
     "ORDER BY sent_ms, outgoing, seq";
 constexpr const char* kSelectAckDue =
-    "SELECT id FROM messages WHERE contact = ?1 AND outgoing = 0 AND ack_due = 1 LIMIT ?2";
+    "SELECT id FROM messages INDEXED BY messages_ack_due "
+    "WHERE contact = ?1 AND outgoing = 0 AND ack_due = 1 LIMIT ?2";
 constexpr const char* kClearAckDue = "UPDATE messages SET ack_due = 0 WHERE id = ?1";
 constexpr const char* kSelectReadDue =
-    "SELECT id FROM messages WHERE contact = ?1 AND outgoing = 0 AND read_due = 1 LIMIT ?2";
+    "SELECT id FROM messages INDEXED BY messages_read_due "
+    "WHERE contact = ?1 AND outgoing = 0 AND read_due = 1 LIMIT ?2";
 constexpr const char* kClearReadDue = "UPDATE messages SET read_due = 0 WHERE id = ?1";
 constexpr const char* kMarkRead =
     "UPDATE messages SET state = 'read', read_due = 1, updated_ms = ?2 "
     "WHERE contact = ?1 AND outgoing = 0 AND state = 'received'";
 constexpr const char* kUnreadCounts =
-    "SELECT contact, count(*) FROM messages WHERE outgoing = 0 AND state = 'received' "
+    "SELECT contact, count(*) FROM messages INDEXED BY messages_unread "
+    "WHERE outgoing = 0 AND state = 'received' "
     "GROUP BY contact";
 
 std::string_view adviceFor(int code) {
