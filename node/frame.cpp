@@ -279,30 +279,25 @@ template <> struct Codec<ChatMessage> {
     }
 };
 
-template <> struct Codec<ChatAck> {
-    static constexpr std::string_view type = "ack";
+// Receipts (ack, read) are a list of message ids; only their "t" differs.
+template <class Receipt> struct ReceiptCodec {
     static constexpr std::uint32_t fields = 1;
-    static void pack(Packer& pk, const ChatAck& m) {
+    static void pack(Packer& pk, const Receipt& m) {
         packKey(pk, "ids");
         packIds(pk, m.ids);
     }
-    static FrameError read(FieldReader& in, ChatAck& m) {
+    static FrameError read(FieldReader& in, Receipt& m) {
         in.idList("ids", kMaxIdsPerFrame, m.ids);
         return in.failed() ? FrameError::malformed : FrameError::ok;
     }
 };
 
-template <> struct Codec<ChatRead> {
+template <> struct Codec<ChatAck> : ReceiptCodec<ChatAck> {
+    static constexpr std::string_view type = "ack";
+};
+
+template <> struct Codec<ChatRead> : ReceiptCodec<ChatRead> {
     static constexpr std::string_view type = "read";
-    static constexpr std::uint32_t fields = 1;
-    static void pack(Packer& pk, const ChatRead& m) {
-        packKey(pk, "ids");
-        packIds(pk, m.ids);
-    }
-    static FrameError read(FieldReader& in, ChatRead& m) {
-        in.idList("ids", kMaxIdsPerFrame, m.ids);
-        return in.failed() ? FrameError::malformed : FrameError::ok;
-    }
 };
 
 template <std::size_t... I> constexpr bool typeNamesAreUnique(std::index_sequence<I...>) {
