@@ -191,40 +191,30 @@ template <> struct Codec<Hello> {
     }
 };
 
-template <> struct Codec<Ping> {
-    static constexpr std::string_view type = "ping";
+// Ping and pong carry the same fields; only their "t" differs.
+template <class Probe> struct ProbeCodec {
     static constexpr std::uint32_t fields = 2;
 
-    static void pack(Packer& pk, const Ping& m) {
+    static void pack(Packer& pk, const Probe& m) {
         packKey(pk, "seq");
         pk.pack(m.seq);
         packKey(pk, "sent");
         pk.pack(m.sentUs);
     }
 
-    static FrameError read(FieldReader& in, Ping& m) {
+    static FrameError read(FieldReader& in, Probe& m) {
         in.number("seq", m.seq);
         in.number("sent", m.sentUs);
         return in.failed() ? FrameError::malformed : FrameError::ok;
     }
 };
 
-template <> struct Codec<Pong> {
+template <> struct Codec<Ping> : ProbeCodec<Ping> {
+    static constexpr std::string_view type = "ping";
+};
+
+template <> struct Codec<Pong> : ProbeCodec<Pong> {
     static constexpr std::string_view type = "pong";
-    static constexpr std::uint32_t fields = 2;
-
-    static void pack(Packer& pk, const Pong& m) {
-        packKey(pk, "seq");
-        pk.pack(m.seq);
-        packKey(pk, "sent");
-        pk.pack(m.sentUs);
-    }
-
-    static FrameError read(FieldReader& in, Pong& m) {
-        in.number("seq", m.seq);
-        in.number("sent", m.sentUs);
-        return in.failed() ? FrameError::malformed : FrameError::ok;
-    }
 };
 
 template <> struct Codec<Goodbye> {

@@ -243,8 +243,7 @@ TEST_CASE("connect envelopes expire after two minutes, other envelopes after a w
 // encoder writes "cand" and "re" only for connect kinds (and "seq", "text" only for chat
 // messages), so e.g. a contact request carrying "cand" decodes to an envelope that does not
 // survive a round trip.
-TEST_CASE("an envelope that decodes re-encodes to itself, whatever keys it carried",
-          "[envelope]") {
+TEST_CASE("an envelope that decodes re-encodes to itself, whatever keys it carried", "[envelope]") {
     std::vector<std::vector<Field>> extras = {
         {candidates({"192.0.2.1:4000"})},
         {{"re", [](Packer& pk) { packBin(pk, Bytes(16, 0x31)); }}},
