@@ -9,7 +9,9 @@
 #include <cstring>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <system_error>
 #include <unistd.h>
 
@@ -43,6 +45,13 @@ int openBound(SocketAddress& addr) {
     ::getsockname(fd, addr.get(), &len);
     addr.setLength(len);
     return fd;
+}
+
+// Asks the kernel to hand over runs of same-sized datagrams from one sender in one receive
+// (UDP GRO, Linux 5.0); false where it cannot.
+bool setGro(int fd, bool on) {
+    int value = on ? 1 : 0;
+    return ::setsockopt(fd, SOL_UDP, UDP_GRO, &value, sizeof value) == 0;
 }
 
 } // namespace
@@ -105,6 +114,16 @@ UdpEndpoint::UdpEndpoint(const std::string& bindAddress, std::uint16_t port)
     }
     wakeRead_ = pipefd[0];
     wakeWrite_ = pipefd[1];
+    setSegmentationOffload(true);
+}
+
+void UdpEndpoint::setSegmentationOffload(bool on) {
+    bool gro = on;
+    for (int fd : {fd4_, fd6_})
+        if (fd >= 0 && !setGro(fd, on))
+            gro = false;
+    gro_ = gro;
+    gso_ = on;
 }
 
 UdpEndpoint::~UdpEndpoint() {
@@ -125,7 +144,7 @@ void UdpEndpoint::setDhtHandler(Handler handler) {
     dhtHandler_ = std::move(handler);
 }
 
-void UdpEndpoint::setOtherHandler(Handler handler) {
+void UdpEndpoint::setOtherHandler(RunHandler handler) {
     std::lock_guard lock(handlerMutex_);
     otherHandler_ = std::move(handler);
 }
@@ -174,12 +193,69 @@ int UdpEndpoint::sendDht(const SocketAddress& to, std::span<const std::uint8_t> 
     return send(to, data);
 }
 
-int UdpEndpoint::sendOther(const SocketAddress& to, std::span<const std::uint8_t> data) {
-    {
-        std::lock_guard lock(statsMutex_);
-        ++stats_.otherOut;
+int UdpEndpoint::sendOther(const SocketAddress& to, std::span<const std::uint8_t> data,
+                           std::size_t segmentSize) {
+    if (segmentSize == 0 || segmentSize >= data.size()) {
+        {
+            std::lock_guard lock(statsMutex_);
+            ++stats_.otherOut;
+            ++stats_.otherSendCalls;
+        }
+        return send(to, data);
     }
-    return send(to, data);
+    int fd = to.family() == AF_INET6 ? fd6_ : fd4_;
+    std::size_t count = (data.size() + segmentSize - 1) / segmentSize;
+    if (fd >= 0 && gso_ && count <= kMaxSegments && data.size() <= kMaxSegmentedBytes) {
+        int err = sendSegmented(fd, to, data, segmentSize);
+        if (err == 0) {
+            std::lock_guard lock(statsMutex_);
+            stats_.otherOut += count;
+            ++stats_.otherSendCalls;
+            return 0;
+        }
+        if (err != EIO && err != EINVAL && err != ENOPROTOOPT && err != EOPNOTSUPP) {
+            std::lock_guard lock(statsMutex_);
+            ++stats_.sendErrors; // e.g. EAGAIN: the datagrams are lost, as a full link loses
+            return err;
+        }
+        // The kernel or the device cannot segment (EIO: no checksum offload): one datagram
+        // per call from now on.
+        gso_ = false;
+    }
+    int result = 0;
+    for (std::size_t offset = 0; offset < data.size(); offset += segmentSize) {
+        auto part = data.subspan(offset, std::min(segmentSize, data.size() - offset));
+        {
+            std::lock_guard lock(statsMutex_);
+            ++stats_.otherOut;
+            ++stats_.otherSendCalls;
+        }
+        if (int err = send(to, part); err != 0 && result == 0)
+            result = err;
+    }
+    return result;
+}
+
+int UdpEndpoint::sendSegmented(int fd, const SocketAddress& to, std::span<const std::uint8_t> data,
+                               std::size_t segmentSize) {
+    iovec iov{const_cast<std::uint8_t*>(data.data()), data.size()};
+    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(std::uint16_t))> control{};
+    msghdr msg{};
+    msg.msg_name = const_cast<sockaddr*>(to.get());
+    msg.msg_namelen = to.length();
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    auto* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+    auto size = static_cast<std::uint16_t>(segmentSize);
+    std::memcpy(CMSG_DATA(cm), &size, sizeof size);
+    if (::sendmsg(fd, &msg, MSG_DONTWAIT) < 0)
+        return errno;
+    return 0;
 }
 
 void UdpEndpoint::trackOwnSignedValue(std::span<const std::uint8_t, 20> key, std::uint64_t valueId,
@@ -225,48 +301,94 @@ void UdpEndpoint::receiveFrom(int fd) {
     auto& buf = receiveBuffer_;
     for (int budget = 256; budget > 0; --budget) {
         SocketAddress from;
-        socklen_t len = sizeof(sockaddr_storage);
-        auto n = ::recvfrom(fd, buf.data(), buf.size(), MSG_DONTWAIT, from.get(), &len);
+        iovec iov{buf.data(), buf.size()};
+        alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+        msghdr msg{};
+        msg.msg_name = from.get();
+        msg.msg_namelen = sizeof(sockaddr_storage);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        if (gro_) {
+            msg.msg_control = control.data();
+            msg.msg_controllen = control.size();
+        }
+        auto n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
         if (n < 0)
             return; // EAGAIN, or an ICMP error surfaced on the socket: nothing to read
-        from.setLength(len);
-        std::span<const std::uint8_t> datagram(buf.data(), static_cast<std::size_t>(n));
-        switch (classifyDatagram(datagram)) {
-        case DatagramKind::dht: {
-            bool pass;
-            {
-                std::lock_guard lock(filterMutex_);
-                pass =
-                    filter_->onInbound(datagram, from.toString(), DhtPacketFilter::Clock::now()) ==
-                    DhtPacketFilter::Verdict::pass;
+        from.setLength(msg.msg_namelen);
+        // With GRO, one receive may carry several datagrams of one size from one sender.
+        auto size = static_cast<std::size_t>(n);
+        std::size_t segment = size;
+        for (auto* cm = gro_ ? CMSG_FIRSTHDR(&msg) : nullptr; cm; cm = CMSG_NXTHDR(&msg, cm))
+            if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+                int value = 0;
+                std::memcpy(&value, CMSG_DATA(cm), sizeof value);
+                if (value > 0)
+                    segment = std::min(size, static_cast<std::size_t>(value));
             }
-            {
-                std::lock_guard lock(statsMutex_);
-                ++(pass ? stats_.dhtIn : stats_.droppedByFilter);
-            }
-            if (pass) {
-                std::lock_guard lock(handlerMutex_);
-                if (dhtHandler_)
-                    dhtHandler_(datagram, from);
-            }
-            break;
-        }
-        case DatagramKind::quic: {
-            {
-                std::lock_guard lock(statsMutex_);
-                ++stats_.otherIn;
-            }
-            std::lock_guard lock(handlerMutex_);
-            if (otherHandler_)
-                otherHandler_(datagram, from);
-            break;
-        }
-        case DatagramKind::unknown: {
+        {
             std::lock_guard lock(statsMutex_);
-            ++stats_.droppedUnknown;
-            break;
+            ++stats_.receiveCalls;
         }
+        if (size == 0) {
+            dispatch(std::span<const std::uint8_t>(), 0, from);
+            continue;
         }
+        // Consecutive QUIC datagrams go to the handler as one run; the rest one by one.
+        std::span<const std::uint8_t> all(buf.data(), size);
+        std::size_t runStart = 0, runEnd = 0;
+        for (std::size_t offset = 0; offset < size; offset += segment) {
+            auto datagram = all.subspan(offset, std::min(segment, size - offset));
+            if (classifyDatagram(datagram) == DatagramKind::quic) {
+                runEnd = offset + datagram.size();
+                continue;
+            }
+            if (runEnd > runStart)
+                dispatch(all.subspan(runStart, runEnd - runStart), segment, from);
+            dispatch(datagram, datagram.size(), from);
+            runStart = runEnd = offset + datagram.size();
+        }
+        if (runEnd > runStart)
+            dispatch(all.subspan(runStart, runEnd - runStart), segment, from);
+    }
+}
+
+void UdpEndpoint::dispatch(std::span<const std::uint8_t> data, std::size_t segmentSize,
+                           const SocketAddress& from) {
+    switch (classifyDatagram(data)) {
+    case DatagramKind::dht: {
+        bool pass;
+        {
+            std::lock_guard lock(filterMutex_);
+            pass = filter_->onInbound(data, from.toString(), DhtPacketFilter::Clock::now()) ==
+                   DhtPacketFilter::Verdict::pass;
+        }
+        {
+            std::lock_guard lock(statsMutex_);
+            ++(pass ? stats_.dhtIn : stats_.droppedByFilter);
+        }
+        if (pass) {
+            std::lock_guard lock(handlerMutex_);
+            if (dhtHandler_)
+                dhtHandler_(data, from);
+        }
+        break;
+    }
+    case DatagramKind::quic: {
+        {
+            std::lock_guard lock(statsMutex_);
+            stats_.otherIn += (data.size() + segmentSize - 1) / segmentSize;
+        }
+        std::lock_guard lock(handlerMutex_);
+        if (otherHandler_)
+            otherHandler_(data, segmentSize, from);
+        break;
+    }
+    case DatagramKind::unknown: {
+        std::lock_guard lock(statsMutex_);
+        ++stats_.droppedUnknown;
+        break;
+    }
     }
 }
 

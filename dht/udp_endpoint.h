@@ -30,11 +30,22 @@ DatagramKind classifyDatagram(std::span<const std::uint8_t> datagram);
 class UdpEndpoint {
 public:
     using Handler = std::function<void(std::span<const std::uint8_t>, const SocketAddress& from)>;
+    // QUIC datagrams arrive in runs from one sender: `data` holds datagrams of `segmentSize`
+    // bytes each, the last one possibly shorter (a single datagram: segmentSize == size).
+    using RunHandler = std::function<void(std::span<const std::uint8_t> data,
+                                          std::size_t segmentSize, const SocketAddress& from)>;
 
+    // Datagram counts (a segmented send or a coalesced receive counts each datagram), and
+    // the system calls that carried the "other" (QUIC) ones.
     struct Stats {
         std::uint64_t dhtIn = 0, dhtOut = 0, otherIn = 0, otherOut = 0;
         std::uint64_t droppedUnknown = 0, droppedByFilter = 0, sendErrors = 0;
+        std::uint64_t otherSendCalls = 0, receiveCalls = 0;
     };
+
+    // The most datagrams one segmented send may carry, and its most bytes in all.
+    static constexpr std::size_t kMaxSegments = 64;
+    static constexpr std::size_t kMaxSegmentedBytes = 65000;
 
     // Binds `bindAddress` (empty: every IPv4 and IPv6 address) on `port` (0: ephemeral; IPv6
     // then takes the port IPv4 got). Throws std::system_error with a readable message.
@@ -45,12 +56,23 @@ public:
 
     // Handlers run on the endpoint's receive thread; they must not block.
     void setDhtHandler(Handler handler);
-    void setOtherHandler(Handler handler);
+    void setOtherHandler(RunHandler handler);
     void start();
     void stop();
 
     int sendDht(const SocketAddress& to, std::span<const std::uint8_t> data);
-    int sendOther(const SocketAddress& to, std::span<const std::uint8_t> data);
+    // Sends `data` as datagrams of `segmentSize` bytes, the last one possibly shorter, in one
+    // system call where the kernel segments them (UDP GSO); 0 or data.size(): one datagram.
+    // At most kMaxSegments datagrams and kMaxSegmentedBytes. Returns 0 or an errno value.
+    int sendOther(const SocketAddress& to, std::span<const std::uint8_t> data,
+                  std::size_t segmentSize = 0);
+
+    // UDP segmentation offload on send (GSO) and coalescing on receive (GRO): on by default
+    // where the kernel has them; off sends and receives one datagram per system call (for
+    // comparisons and tests; call before start()). Sends fall back by themselves when a
+    // segmented send fails.
+    void setSegmentationOffload(bool on);
+    bool segmentationOffload() const { return gso_; }
 
     // Tells the DHT filter about a signed value this node publishes (see DhtPacketFilter).
     void trackOwnSignedValue(std::span<const std::uint8_t, 20> key, std::uint64_t valueId,
@@ -66,8 +88,13 @@ public:
 
 private:
     int send(const SocketAddress& to, std::span<const std::uint8_t> data);
+    int sendSegmented(int fd, const SocketAddress& to, std::span<const std::uint8_t> data,
+                      std::size_t segmentSize);
     void receiveLoop();
     void receiveFrom(int fd);
+    // One datagram, or a run of QUIC datagrams of `segmentSize` bytes (the last may be shorter).
+    void dispatch(std::span<const std::uint8_t> data, std::size_t segmentSize,
+                  const SocketAddress& from);
 
     int fd4_ = -1, fd6_ = -1, wakeRead_ = -1, wakeWrite_ = -1;
     SocketAddress bound4_, bound6_;
@@ -76,7 +103,10 @@ private:
     std::atomic<bool> running_{false};
 
     mutable std::mutex handlerMutex_; // guards the handlers against concurrent replacement
-    Handler dhtHandler_, otherHandler_;
+    Handler dhtHandler_;
+    RunHandler otherHandler_;
+    std::atomic<bool> gso_{true}; // segmented sends still to be tried
+    bool gro_ = false;            // coalesced receives asked of the sockets
     std::mutex filterMutex_; // the filter sees inbound (receive thread) and outbound (OpenDHT's)
     std::unique_ptr<DhtPacketFilter> filter_;
 

@@ -371,18 +371,18 @@ void Node::Impl::startTransport() {
     config.local6 = local(true);
     transport = std::make_unique<quic::Transport>(
         io, std::move(config),
-        [&endpoint](const dht::SocketAddress& to, std::span<const std::uint8_t> bytes) {
-            endpoint.sendOther(to, bytes);
-        });
+        [&endpoint](const dht::SocketAddress& to, std::span<const std::uint8_t> bytes,
+                    std::size_t segmentSize) { endpoint.sendOther(to, bytes, segmentSize); });
     quicInbox = std::make_shared<quic::DatagramInbox>(
         io, [this](std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
             if (transport && !stopped)
                 transport->receive(bytes, from);
         });
-    endpoint.setOtherHandler(
-        [inbox = quicInbox](std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
-            inbox->push(bytes, from);
-        });
+    endpoint.setOtherHandler([inbox = quicInbox](std::span<const std::uint8_t> run,
+                                                 std::size_t segmentSize,
+                                                 const dht::SocketAddress& from) {
+        inbox->push(run, segmentSize, from);
+    });
     links = std::make_unique<LinkManager>(
         io, *transport, *contacts, *overlay, id, [this](const json& event) { broadcast(event); },
         options.links);

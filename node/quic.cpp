@@ -1,6 +1,8 @@
 // QUIC transport on ngtcp2 0.12 + GnuTLS (see quic.h and FACTS.md "ngtcp2 0.12.1").
 #include "quic.h"
 
+#include "dht/udp_endpoint.h"
+
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
@@ -183,6 +185,23 @@ struct Connection::Impl {
     std::set<std::int64_t> finished; // streams ngtcp2 closed
     std::deque<std::vector<std::uint8_t>> datagrams;
     std::uint64_t datagramsDropped = 0;
+    // Acknowledged send buffers, reused by the next writes: a bulk transfer otherwise
+    // allocates, faults in and frees a large buffer per write.
+    std::vector<std::vector<std::uint8_t>> spareChunks;
+    static constexpr std::size_t kMaxSpareChunks = 32, kMaxSpareChunkCapacity = 1 << 20;
+    void recycle(std::vector<std::uint8_t>&& chunk) {
+        if (spareChunks.size() < kMaxSpareChunks && chunk.capacity() <= kMaxSpareChunkCapacity)
+            spareChunks.push_back(std::move(chunk));
+    }
+    std::vector<std::uint8_t> chunkOf(std::span<const std::uint8_t> data) {
+        std::vector<std::uint8_t> chunk;
+        if (!spareChunks.empty()) {
+            chunk = std::move(spareChunks.back());
+            spareChunks.pop_back();
+        }
+        chunk.assign(data.begin(), data.end());
+        return chunk;
+    }
     std::vector<std::string> cids; // registered in byCid
     std::vector<std::string> resetTokens;
     Transport::DialDone dialDone;
@@ -292,6 +311,7 @@ int onAckedStreamData(ngtcp2_conn*, std::int64_t stream, std::uint64_t offset, s
     std::uint64_t acked = offset + len;
     while (!s.chunks.empty() && s.base + s.chunks.front().size() <= acked && s.sendChunk > 0) {
         s.base += s.chunks.front().size();
+        ci.recycle(std::move(s.chunks.front()));
         s.chunks.pop_front();
         --s.sendChunk;
     }
@@ -418,6 +438,61 @@ ngtcp2_callbacks makeCallbacks(bool client) {
 
 // --- Connection --------------------------------------------------------------------------------
 
+// The packets of one flush, written one after another into the transport's buffer and sent
+// in runs of same-sized datagrams to one address: one system call per run (UDP GSO) instead
+// of one per packet, which is what bulk transfers spend their time on (docs/PERFORMANCE.md).
+class PacketBatch {
+public:
+    PacketBatch(Transport::Impl& t, std::size_t maxPacket) : t_(t), maxPacket_(maxPacket) {}
+    PacketBatch(const PacketBatch&) = delete;
+    PacketBatch& operator=(const PacketBatch&) = delete;
+
+    // Where the next packet goes; it has room for maxPacket() bytes.
+    std::uint8_t* next() { return t_.buffer.data() + used_; }
+    std::size_t maxPacket() const { return maxPacket_; }
+
+    // The packet of `n` bytes just written at next(), for `remote`.
+    void add(const ngtcp2_addr& remote, std::size_t n) {
+        if (count_ > 0 && (n > segment_ || !sameRemote(remote))) {
+            // It cannot join this run: send the run, then start a new one with it.
+            std::uint8_t* packet = next();
+            send();
+            std::memmove(t_.buffer.data(), packet, n);
+        }
+        if (count_ == 0) {
+            std::memcpy(&remote_, remote.addr, remote.addrlen);
+            remoteLen_ = remote.addrlen;
+            segment_ = n;
+        }
+        used_ += n;
+        ++count_;
+        // A short packet ends a run (only the last datagram may be shorter); so does a full one.
+        if (n < segment_ || count_ == dht::UdpEndpoint::kMaxSegments ||
+            used_ + maxPacket_ > dht::UdpEndpoint::kMaxSegmentedBytes)
+            send();
+    }
+
+    // Sends what is pending; the buffer is free again afterwards.
+    void send() {
+        if (count_ == 0)
+            return;
+        t_.send(dht::SocketAddress(reinterpret_cast<const sockaddr*>(&remote_), remoteLen_),
+                std::span<const std::uint8_t>(t_.buffer.data(), used_), count_ > 1 ? segment_ : 0);
+        used_ = count_ = segment_ = 0;
+    }
+
+private:
+    bool sameRemote(const ngtcp2_addr& remote) const {
+        return remote.addrlen == remoteLen_ && std::memcmp(remote.addr, &remote_, remoteLen_) == 0;
+    }
+
+    Transport::Impl& t_;
+    std::size_t maxPacket_;
+    std::size_t used_ = 0, count_ = 0, segment_ = 0;
+    sockaddr_storage remote_{};
+    socklen_t remoteLen_ = 0;
+};
+
 class ConnectionDriver {
 public:
     // Creates the TLS session and the ngtcp2 connection. Throws std::runtime_error.
@@ -434,7 +509,9 @@ public:
     static void terminate(Connection& c, const std::string& reason,
                           const ngtcp2_connection_close_error* sendClose);
     static void established(Connection& c);
-    static bool writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtcp2_tstamp ts);
+    static bool writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtcp2_tstamp ts,
+                             PacketBatch& batch);
+    static void failWrite(Connection& c, PacketBatch& batch, ngtcp2_ssize error);
 };
 
 Connection::Connection(bool client) : impl_(std::make_unique<Impl>()), client_(client) {
@@ -662,10 +739,10 @@ void ConnectionDriver::deliver(Connection& c) {
             c.onStreamClosed(stream);
 }
 
-bool ConnectionDriver::writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtcp2_tstamp ts) {
+bool ConnectionDriver::writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtcp2_tstamp ts,
+                                    PacketBatch& batch) {
     auto& ci = *c.impl_;
-    auto& buf = ci.t->buffer;
-    std::size_t maxPacket = std::min(kMaxPacket, ngtcp2_conn_get_max_tx_udp_payload_size(ci.conn));
+    std::size_t maxPacket = batch.maxPacket();
     ngtcp2_pkt_info pi{};
     auto streamIt = ci.streams.begin();
     for (int packets = 0; packets < 4096; ++packets) {
@@ -673,7 +750,7 @@ bool ConnectionDriver::writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtc
         if (!ci.datagrams.empty()) {
             ngtcp2_vec v{ci.datagrams.front().data(), ci.datagrams.front().size()};
             int accepted = 0;
-            auto n = ngtcp2_conn_writev_datagram(ci.conn, &ps.path, &pi, buf.data(), maxPacket,
+            auto n = ngtcp2_conn_writev_datagram(ci.conn, &ps.path, &pi, batch.next(), maxPacket,
                                                  &accepted, NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &v,
                                                  1, ts);
             if (accepted)
@@ -686,19 +763,12 @@ bool ConnectionDriver::writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtc
                     ++ci.datagramsDropped;
                     continue;
                 }
-                ngtcp2_connection_close_error err;
-                ngtcp2_connection_close_error_default(&err);
-                ngtcp2_connection_close_error_set_transport_error_liberr(&err, static_cast<int>(n),
-                                                                         nullptr, 0);
-                terminate(c,
-                          std::string("QUIC write error: ") + ngtcp2_strerror(static_cast<int>(n)),
-                          &err);
+                failWrite(c, batch, n);
                 return false;
             }
             if (n == 0)
                 return true; // congestion limited
-            ci.t->send(dht::SocketAddress(ps.path.remote.addr, ps.path.remote.addrlen),
-                       std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)));
+            batch.add(ps.path.remote, static_cast<std::size_t>(n));
             continue;
         }
         // Next stream with something to send (round robin over the map).
@@ -730,8 +800,8 @@ bool ConnectionDriver::writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtc
                 flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
         }
         ngtcp2_ssize accepted = -1;
-        auto n = ngtcp2_conn_writev_stream(ci.conn, &ps.path, &pi, buf.data(), maxPacket, &accepted,
-                                           flags, streamId, vecs.data(), vcount, ts);
+        auto n = ngtcp2_conn_writev_stream(ci.conn, &ps.path, &pi, batch.next(), maxPacket,
+                                           &accepted, flags, streamId, vecs.data(), vcount, ts);
         if (s && accepted >= 0) {
             auto left = static_cast<std::size_t>(accepted);
             s->sent += left;
@@ -763,23 +833,27 @@ bool ConnectionDriver::writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtc
             continue;
         }
         if (n < 0) {
-            ngtcp2_connection_close_error err;
-            ngtcp2_connection_close_error_default(&err);
-            ngtcp2_connection_close_error_set_transport_error_liberr(&err, static_cast<int>(n),
-                                                                     nullptr, 0);
-            terminate(c, std::string("QUIC write error: ") + ngtcp2_strerror(static_cast<int>(n)),
-                      &err);
+            failWrite(c, batch, n);
             return false;
         }
         if (n == 0)
             return true;
-        ci.t->send(dht::SocketAddress(ps.path.remote.addr, ps.path.remote.addrlen),
-                   std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)));
+        batch.add(ps.path.remote, static_cast<std::size_t>(n));
         if (s)
             ++streamIt;
     }
     scheduleFlush(c); // more to send: yield to other work first
     return true;
+}
+
+void ConnectionDriver::failWrite(Connection& c, PacketBatch& batch, ngtcp2_ssize error) {
+    batch.send(); // terminate() writes its CONNECTION_CLOSE into the same buffer
+    ngtcp2_connection_close_error err;
+    ngtcp2_connection_close_error_default(&err);
+    ngtcp2_connection_close_error_set_transport_error_liberr(&err, static_cast<int>(error), nullptr,
+                                                             0);
+    terminate(c, std::string("QUIC write error: ") + ngtcp2_strerror(static_cast<int>(error)),
+              &err);
 }
 
 void ConnectionDriver::flush(Connection& c) {
@@ -788,9 +862,12 @@ void ConnectionDriver::flush(Connection& c) {
         return;
     ngtcp2_path_storage ps;
     ngtcp2_path_storage_zero(&ps);
-    if (!writeStreams(c, ps, nowNs()))
-        return;
-    armTimer(c);
+    PacketBatch batch(*ci.t,
+                      std::min(kMaxPacket, ngtcp2_conn_get_max_tx_udp_payload_size(ci.conn)));
+    bool ok = writeStreams(c, ps, nowNs(), batch);
+    batch.send();
+    if (ok)
+        armTimer(c);
 }
 
 void ConnectionDriver::scheduleFlush(Connection& c) {
@@ -858,7 +935,8 @@ void ConnectionDriver::terminate(Connection& c, const std::string& reason,
                                                     kMaxPacket, sendClose, nowNs());
         if (n > 0)
             t->send(dht::SocketAddress(ps.path.remote.addr, ps.path.remote.addrlen),
-                    std::span<const std::uint8_t>(t->buffer.data(), static_cast<std::size_t>(n)));
+                    std::span<const std::uint8_t>(t->buffer.data(), static_cast<std::size_t>(n)),
+                    0);
     }
     ConnectionAccess::markClosed(c);
     ci.closeReason = reason;
@@ -948,7 +1026,7 @@ std::size_t Connection::write(std::int64_t stream, std::span<const std::uint8_t>
     if (s.fin)
         return s.total - s.base;
     if (!data.empty()) {
-        s.chunks.emplace_back(data.begin(), data.end());
+        s.chunks.push_back(impl_->chunkOf(data));
         s.total += data.size();
     }
     s.fin = fin;
@@ -1149,7 +1227,7 @@ void Transport::punch(const dht::SocketAddress& to) {
     std::array<std::uint8_t, 8> datagram{};
     datagram[0] = kPunchByte;
     randomBytes(datagram.data() + 1, datagram.size() - 1);
-    impl_->send(to, datagram);
+    impl_->send(to, datagram, 0);
 }
 
 void Transport::receive(std::span<const std::uint8_t> datagram, const dht::SocketAddress& from) {
@@ -1280,7 +1358,7 @@ void Transport::Impl::maybeReset(std::span<const std::uint8_t> pkt,
                                               randLen);
     if (n > 0) {
         ++counters.statelessResetsSent;
-        send(from, std::span<const std::uint8_t>(out.data(), static_cast<std::size_t>(n)));
+        send(from, std::span<const std::uint8_t>(out.data(), static_cast<std::size_t>(n)), 0);
     }
 }
 

@@ -138,7 +138,11 @@ using ConnectionPtr = std::shared_ptr<Connection>;
 
 class Transport {
 public:
-    using SendFn = std::function<void(const dht::SocketAddress& to, std::span<const std::uint8_t>)>;
+    // Sends `data` to `to` as datagrams of `segmentSize` bytes each, the last one possibly
+    // shorter (0: one datagram); at most 64 datagrams and 65,000 bytes, which
+    // dht::UdpEndpoint::sendOther sends in one system call (GSO).
+    using SendFn = std::function<void(const dht::SocketAddress& to, std::span<const std::uint8_t>,
+                                      std::size_t segmentSize)>;
     // Decides during a server-side handshake whether `peer` may connect to us.
     using Authorizer = std::function<bool(const dht::ContactId& peer)>;
     using DialDone = std::function<void(ConnectionPtr connection, const std::string& error)>;

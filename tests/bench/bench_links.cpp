@@ -345,16 +345,17 @@ struct Side {
         config.local4 = endpoint->bound4();
         auto* ep = endpoint.get();
         transport = std::make_unique<node::quic::Transport>(
-            io, config, [ep](const dht::SocketAddress& to, std::span<const std::uint8_t> bytes) {
-                ep->sendOther(to, bytes);
-            });
+            io, config,
+            [ep](const dht::SocketAddress& to, std::span<const std::uint8_t> bytes,
+                 std::size_t segmentSize) { ep->sendOther(to, bytes, segmentSize); });
         inbox = std::make_shared<node::quic::DatagramInbox>(
             io, [t = transport.get()](std::span<const std::uint8_t> bytes,
                                       const dht::SocketAddress& from) { t->receive(bytes, from); });
-        endpoint->setOtherHandler(
-            [inbox = inbox](std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
-                inbox->push(bytes, from);
-            });
+        endpoint->setOtherHandler([inbox = inbox](std::span<const std::uint8_t> run,
+                                                  std::size_t segmentSize,
+                                                  const dht::SocketAddress& from) {
+            inbox->push(run, segmentSize, from);
+        });
         auto before = threadIds();
         endpoint->start();
         for (auto tid : threadIds())
@@ -527,6 +528,16 @@ void benchThroughput(std::uint64_t mib) {
                         1e6 * (cpu1.process - cpu0.process) / static_cast<double>(cOut),
                         1e6 * cpuDelta(cpu0, cpu1, server.ioTid) / static_cast<double>(cOut),
                         1e6 * cpuDelta(cpu0, cpu1, client.ioTid) / static_cast<double>(cOut));
+            std::printf("  system calls: client %llu sends (%.1f datagrams each, %s), server %llu "
+                        "receives (%.1f datagrams each)\n",
+                        static_cast<unsigned long long>(ep1c.otherSendCalls - ep0c.otherSendCalls),
+                        static_cast<double>(cOut) /
+                            static_cast<double>(std::max<std::uint64_t>(
+                                1, ep1c.otherSendCalls - ep0c.otherSendCalls)),
+                        client.endpoint->segmentationOffload() ? "GSO on" : "GSO off",
+                        static_cast<unsigned long long>(ep1s.receiveCalls - ep0s.receiveCalls),
+                        static_cast<double>(sIn) / static_cast<double>(std::max<std::uint64_t>(
+                                                       1, ep1s.receiveCalls - ep0s.receiveCalls)));
             auto si = server.inbox->counters(), ci = client.inbox->counters();
             std::printf("  inbox: server %llu datagrams in %llu batches (%.1f per batch), %llu "
                         "dropped; client %llu in %llu batches, %llu dropped\n",

@@ -8,6 +8,7 @@
 #include "node/contacts.h"
 #include "node/frame.h"
 #include "node/quic.h"
+#include "node/quic_inbox.h"
 #include "support/test_support.h"
 
 #include <algorithm>
@@ -163,20 +164,24 @@ public:
         config.resetSecret = resetSecret;
         config.local4 = endpoint_.bound4();
         config.handshakeTimeout = 5s;
-        transport_ = std::make_unique<Transport>(
-            io_, config, [this](const dht::SocketAddress& to, std::span<const std::uint8_t> d) {
-                if (!muted_)
-                    endpoint_.sendOther(to, d);
-            });
+        transport_ = std::make_unique<Transport>(io_, config,
+                                                 [this](const dht::SocketAddress& to,
+                                                        std::span<const std::uint8_t> d,
+                                                        std::size_t segmentSize) {
+                                                     if (!muted_)
+                                                         endpoint_.sendOther(to, d, segmentSize);
+                                                 });
         transport_->setAuthorizer([](const dht::ContactId&) { return true; });
-        endpoint_.setOtherHandler(
-            [this](std::span<const std::uint8_t> d, const dht::SocketAddress& from) {
-                std::vector<std::uint8_t> bytes(d.begin(), d.end());
-                asio::post(io_, [this, bytes = std::move(bytes), from] {
-                    if (transport_)
-                        transport_->receive(bytes, from);
-                });
+        inbox_ = std::make_shared<node::quic::DatagramInbox>(
+            io_, [this](std::span<const std::uint8_t> d, const dht::SocketAddress& from) {
+                if (transport_)
+                    transport_->receive(d, from);
             });
+        endpoint_.setOtherHandler([inbox = inbox_](std::span<const std::uint8_t> run,
+                                                   std::size_t segmentSize,
+                                                   const dht::SocketAddress& from) {
+            inbox->push(run, segmentSize, from);
+        });
         endpoint_.start();
         thread_ = std::thread([this] { io_.run(); });
     }
@@ -212,6 +217,7 @@ private:
     asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
     dht::UdpEndpoint endpoint_;
     std::unique_ptr<Transport> transport_;
+    std::shared_ptr<node::quic::DatagramInbox> inbox_;
     std::atomic<bool> muted_{false};
     std::thread thread_;
 };
@@ -284,9 +290,8 @@ public:
             auto* endpoint = ep.get();
             transports_.push_back(std::make_unique<Transport>(
                 io_, config,
-                [endpoint](const dht::SocketAddress& to, std::span<const std::uint8_t> d) {
-                    endpoint->sendOther(to, d);
-                }));
+                [endpoint](const dht::SocketAddress& to, std::span<const std::uint8_t> d,
+                           std::size_t segmentSize) { endpoint->sendOther(to, d, segmentSize); }));
         }
         asio::post(io_, [this] { round(); });
         thread_ = std::thread([this] { io_.run(); });

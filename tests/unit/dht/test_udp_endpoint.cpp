@@ -43,7 +43,7 @@ TEST_CASE("the endpoint hands each kind to its handler and drops the rest") {
         CHECK(from.port() == a.port());
         dht.emplace_back(d.begin(), d.end());
     });
-    b.setOtherHandler([&](std::span<const std::uint8_t> d, const SocketAddress&) {
+    b.setOtherHandler([&](std::span<const std::uint8_t> d, std::size_t, const SocketAddress&) {
         std::lock_guard lock(m);
         other.emplace_back(d.begin(), d.end());
     });
@@ -64,6 +64,72 @@ TEST_CASE("the endpoint hands each kind to its handler and drops the rest") {
     CHECK(other[0] == quic);
     CHECK(dht[0] == ping);
     b.stop();
+}
+
+// Sends one segmented buffer holding, in 4-byte datagrams: two QUIC-looking ones, a DHT one,
+// an unknown one, and two QUIC ones more (the last shorter). The receiver must see the four
+// QUIC datagrams intact and in order whether the kernel segments the send (GSO) or not, and
+// whether it hands them over one by one or coalesced (GRO) with the others among them.
+void checkSegmentedSend(bool senderOffload, bool receiverOffload) {
+    UdpEndpoint a("127.0.0.1", 0), b("127.0.0.1", 0);
+    a.setSegmentationOffload(senderOffload);
+    b.setSegmentationOffload(receiverOffload);
+    std::mutex m;
+    std::vector<std::vector<std::uint8_t>> quic;
+    std::size_t runs = 0;
+    b.setOtherHandler(
+        [&](std::span<const std::uint8_t> run, std::size_t segment, const SocketAddress& from) {
+            std::lock_guard lock(m);
+            CHECK(from.port() == a.port());
+            REQUIRE(segment > 0);
+            ++runs;
+            for (std::size_t offset = 0; offset < run.size(); offset += segment) {
+                auto d = run.subspan(offset, std::min(segment, run.size() - offset));
+                quic.emplace_back(d.begin(), d.end());
+            }
+        });
+    b.start();
+    std::vector<std::uint8_t> buffer = {0xc0, 1, 1, 1, 0x41, 2, 2, 2, 0x80, 3, 3, 3,
+                                        0x01, 4, 4, 4, 0xc0, 5, 5, 5, 0x41, 6, 6};
+    auto to = *SocketAddress::parse("127.0.0.1", b.port());
+    REQUIRE(a.sendOther(to, buffer, 4) == 0);
+    auto stats = a.stats();
+    CHECK(stats.otherOut == 6);
+    CHECK(stats.otherSendCalls == (a.segmentationOffload() ? 1 : 6));
+    REQUIRE(parley::test::eventually(
+        [&] {
+            std::lock_guard lock(m);
+            auto s = b.stats();
+            return quic.size() == 4 && s.droppedUnknown == 1 && s.dhtIn + s.droppedByFilter == 1;
+        },
+        std::chrono::seconds(5)));
+    std::vector<std::vector<std::uint8_t>> expected = {
+        {0xc0, 1, 1, 1}, {0x41, 2, 2, 2}, {0xc0, 5, 5, 5}, {0x41, 6, 6}};
+    CHECK(quic == expected);
+    CHECK(b.stats().otherIn == 4);
+    b.stop();
+    // A run larger than one segmented send may carry goes out one datagram per call.
+    std::vector<std::uint8_t> tooMany((UdpEndpoint::kMaxSegments + 1) * 4, 0xc0);
+    auto before = a.stats();
+    REQUIRE(a.sendOther(to, tooMany, 4) == 0);
+    auto after = a.stats();
+    CHECK(after.otherOut - before.otherOut == UdpEndpoint::kMaxSegments + 1);
+    CHECK(after.otherSendCalls - before.otherSendCalls == UdpEndpoint::kMaxSegments + 1);
+}
+
+TEST_CASE("a segmented send arrives as the datagrams it holds, GSO and GRO on or off") {
+    SECTION("both on") {
+        checkSegmentedSend(true, true);
+    }
+    SECTION("sender only") {
+        checkSegmentedSend(true, false);
+    }
+    SECTION("receiver only") {
+        checkSegmentedSend(false, true);
+    }
+    SECTION("both off") {
+        checkSegmentedSend(false, false);
+    }
 }
 
 TEST_CASE("binding a port in use fails with a readable error") {
