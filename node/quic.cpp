@@ -214,6 +214,7 @@ struct Connection::Impl {
         bool fin;
     };
     std::vector<Inbound> inbound;
+    static constexpr std::size_t kMaxInboundPiece = 1 << 20;
 };
 
 // --- ngtcp2 callbacks ------------------------------------------------------------------------
@@ -293,8 +294,17 @@ int onKeyLog(gnutls_session_t session, const char* label, const gnutls_datum_t* 
 int onRecvStreamData(ngtcp2_conn* conn, std::uint32_t flags, std::int64_t stream, std::uint64_t,
                      const std::uint8_t* data, std::size_t len, void* user, void*) {
     auto& ci = ConnectionAccess::impl(self(user));
-    ci.inbound.push_back({stream, std::vector<std::uint8_t>(data, data + len),
-                          (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0});
+    bool fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
+    // Data is handed to the owner once per burst of packets: what follows on the same stream
+    // joins the previous piece (one handler call and one buffer instead of one per packet).
+    if (!ci.inbound.empty() && ci.inbound.back().stream == stream && !ci.inbound.back().fin &&
+        ci.inbound.back().data.size() + len <= Connection::Impl::kMaxInboundPiece) {
+        auto& piece = ci.inbound.back();
+        piece.data.insert(piece.data.end(), data, data + len);
+        piece.fin = fin;
+    } else {
+        ci.inbound.push_back({stream, std::vector<std::uint8_t>(data, data + len), fin});
+    }
     // The data is copied out at once, so the window can open again right away.
     ngtcp2_conn_extend_max_stream_offset(conn, stream, len);
     ngtcp2_conn_extend_max_offset(conn, len);
@@ -568,6 +578,17 @@ void ConnectionDriver::setup(Connection& c, Transport::Impl& t, const ngtcp2_cid
     settings.max_window = t.config.maxStreamWindow * 4;
     settings.max_stream_window = t.config.maxStreamWindow;
     settings.rand_ctx.native_handle = nullptr;
+    switch (t.config.congestionControl) {
+    case CongestionControl::cubic:
+        settings.cc_algo = NGTCP2_CC_ALGO_CUBIC;
+        break;
+    case CongestionControl::bbr:
+        settings.cc_algo = NGTCP2_CC_ALGO_BBR;
+        break;
+    case CongestionControl::bbr2:
+        settings.cc_algo = NGTCP2_CC_ALGO_BBR2;
+        break;
+    }
     if (traceEnabled())
         settings.log_printf = tracePrintf;
 
@@ -632,6 +653,9 @@ void ConnectionDriver::read(Connection& c, std::span<const std::uint8_t> pkt,
     bool wasEstablished = c.established_;
     int rv = ngtcp2_conn_read_pkt(ci.conn, &path, &pi, pkt.data(), pkt.size(), nowNs());
     if (rv != 0) {
+        deliver(c); // what arrived before the close (a goodbye, say) still reaches the owner
+        if (c.closed_)
+            return;
         if (rv == NGTCP2_ERR_DRAINING) {
             ngtcp2_connection_close_error err;
             ngtcp2_conn_get_connection_close_error(ci.conn, &err);
@@ -667,10 +691,11 @@ void ConnectionDriver::read(Connection& c, std::span<const std::uint8_t> pkt,
         ConnectionAccess::setRemote(c, dht::SocketAddress(p->remote.addr, p->remote.addrlen));
     if (!wasEstablished && c.established_)
         established(c);
-    // Acknowledgements and answers go out once per burst of datagrams (the node hands them
-    // over in batches), not once per packet: that halves the packets and the timer updates.
+    // Data reaches the owner, and acknowledgements and answers go out, once per burst of
+    // datagrams (the node hands them over in batches), not once per packet: that halves the
+    // packets and the timer updates, and the handler calls go from one per packet to one per
+    // burst.
     scheduleFlush(c);
-    deliver(c);
 }
 
 void ConnectionDriver::established(Connection& c) {
@@ -745,6 +770,19 @@ bool ConnectionDriver::writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtc
     std::size_t maxPacket = batch.maxPacket();
     ngtcp2_pkt_info pi{};
     auto streamIt = ci.streams.begin();
+    // Pacing (after the handshake: before it, the initial RTT guess would slow it down): each
+    // send quantum of packets moves the pacer's next send time on; a write before that time
+    // returns 0 and the timer (ngtcp2_conn_get_expiry includes the pacer) resumes us.
+    bool pacing = ci.t->config.pacing && c.established_;
+    std::size_t quantum = 0;
+    auto sent = [&](const ngtcp2_addr& remote, std::size_t n) {
+        batch.add(remote, n);
+        if (pacing && ++quantum >= std::max<std::size_t>(1, ngtcp2_conn_get_send_quantum(ci.conn) /
+                                                                maxPacket)) {
+            ngtcp2_conn_update_pkt_tx_time(ci.conn, ts);
+            quantum = 0;
+        }
+    };
     for (int packets = 0; packets < 4096; ++packets) {
         // Datagrams first: they are for media and must not wait behind bulk data.
         if (!ci.datagrams.empty()) {
@@ -768,7 +806,7 @@ bool ConnectionDriver::writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtc
             }
             if (n == 0)
                 return true; // congestion limited
-            batch.add(ps.path.remote, static_cast<std::size_t>(n));
+            sent(ps.path.remote, static_cast<std::size_t>(n));
             continue;
         }
         // Next stream with something to send (round robin over the map).
@@ -838,7 +876,7 @@ bool ConnectionDriver::writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtc
         }
         if (n == 0)
             return true;
-        batch.add(ps.path.remote, static_cast<std::size_t>(n));
+        sent(ps.path.remote, static_cast<std::size_t>(n));
         if (s)
             ++streamIt;
     }
@@ -864,10 +902,14 @@ void ConnectionDriver::flush(Connection& c) {
     ngtcp2_path_storage_zero(&ps);
     PacketBatch batch(*ci.t,
                       std::min(kMaxPacket, ngtcp2_conn_get_max_tx_udp_payload_size(ci.conn)));
-    bool ok = writeStreams(c, ps, nowNs(), batch);
+    auto ts = nowNs();
+    bool ok = writeStreams(c, ps, ts, batch);
     batch.send();
-    if (ok)
+    if (ok) {
+        if (ci.t->config.pacing && c.established_)
+            ngtcp2_conn_update_pkt_tx_time(ci.conn, ts);
         armTimer(c);
+    }
 }
 
 void ConnectionDriver::scheduleFlush(Connection& c) {
@@ -879,6 +921,7 @@ void ConnectionDriver::scheduleFlush(Connection& c) {
         auto conn = weak.lock();
         if (!conn)
             return;
+        deliver(*conn); // writes its handlers make join this flush
         conn->impl_->flushScheduled = false;
         flush(*conn);
     });

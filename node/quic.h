@@ -35,6 +35,8 @@ enum class CloseCode : std::uint64_t {
     unwanted = 3, // we do not (or no longer) accept this contact
 };
 
+enum class CongestionControl { cubic, bbr, bbr2 };
+
 struct TransportConfig {
     std::string certificatePem; // our identity (the ContactId is the hash of its public key)
     std::string privateKeyPem;  // unencrypted PKCS#8
@@ -51,6 +53,11 @@ struct TransportConfig {
     std::uint64_t streamWindow = 1 << 20;          // initial per-stream flow-control window
     std::uint64_t maxStreamWindow = 16 << 20;      // auto-tuned up to this
     std::size_t maxDatagramQueue = 256;            // datagrams waiting for the congestion window
+    CongestionControl congestionControl = CongestionControl::cubic;
+    // Spreads each flight over the round trip once the handshake is confirmed (ngtcp2's pacer,
+    // at 1.25 x cwnd / RTT with up to 1 ms of burst), instead of sending the whole congestion
+    // window in one burst after every acknowledgement.
+    bool pacing = true;
     std::string keyLogFile; // NSS key log (SSLKEYLOGFILE) for Wireshark; debug
     // The shared socket's bound addresses (the local side of every QUIC path).
     dht::SocketAddress local4, local6;

@@ -343,6 +343,15 @@ struct Side {
         config.privateKeyPem = id.privateKeyPem("");
         config.resetSecret.fill(name == "client" ? 1 : 2);
         config.local4 = endpoint->bound4();
+        // For comparisons: BENCH_CC=cubic|bbr|bbr2, BENCH_PACING=0, BENCH_GSO=0.
+        if (const char* cc = std::getenv("BENCH_CC"); cc && std::string(cc) == "bbr")
+            config.congestionControl = node::quic::CongestionControl::bbr;
+        else if (cc && std::string(cc) == "bbr2")
+            config.congestionControl = node::quic::CongestionControl::bbr2;
+        if (const char* p = std::getenv("BENCH_PACING"); p && std::string(p) == "0")
+            config.pacing = false;
+        if (const char* g = std::getenv("BENCH_GSO"); g && std::string(g) == "0")
+            endpoint->setSegmentationOffload(false);
         auto* ep = endpoint.get();
         transport = std::make_unique<node::quic::Transport>(
             io, config,
