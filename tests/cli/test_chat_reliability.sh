@@ -7,6 +7,8 @@
 # storage that stays up), alice (A, the sender) and bob (B, the receiver).
 # Usage: test_chat_reliability.sh PATH_TO_PARLEY   (CHAT_MESSAGES=N sends N instead of 1000)
 set -u
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PARLEY=${1:?usage: test_chat_reliability.sh PATH_TO_PARLEY}
 COUNT=${CHAT_MESSAGES:-1000}
 WORK=$(mktemp -d /tmp/parley-chat.XXXXXX)
@@ -14,61 +16,21 @@ NET=$(( (RANDOM << 15 | RANDOM) + 1 ))
 S="$WORK/seed"
 A="$WORK/alice"
 B="$WORK/bob"
-failures=0
-passes=0
 started=$SECONDS
 
-# Stops every daemon this test started: `down` for those that answer, SIGKILL (by the pid in
-# their daemon.lock) for any that do not, so that nothing outlives the test.
+# Stops every daemon this test started, so that nothing outlives the test.
 cleanup() {
-    local p pid
-    for p in "$S" "$A" "$B"; do
-        [ -S "$p/control.sock" ] && "$PARLEY" --profile "$p" down --timeout 5 >/dev/null 2>&1
-        pid=$(daemon_pid "$p")
-        [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-    done
+    stop_daemons "$S" "$A" "$B"
     [ -n "${PARLEY_KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-pass() { passes=$((passes + 1)); }
-fail() { failures=$((failures + 1)); echo "FAIL: $*"; }
-
-# The pid of the daemon running for profile $1, or nothing: daemon.lock holds the pid, and
-# the daemon holds a lock on it while it runs (a killed daemon's file stays behind).
-daemon_pid() {
-    local pid
-    pid=$(cat "$1/daemon.lock" 2>/dev/null) || return 0
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && ! flock -n "$1/daemon.lock" true && echo "$pid"
-}
-
-# Starts the daemon of profile $1 with the flags every start of it uses (a restart must look
-# the same as the first start: same bind address, network and bootstrap; the port is the
-# profile's last one).
-up() {
-    local boot=()
-    [ "$1" != "$S" ] && boot=(--bootstrap "127.0.0.1:$SEED_PORT")
-    "$PARLEY" --profile "$1" up --bind 127.0.0.1 --network $NET "${boot[@]}" --timeout 30 \
-        >>"$WORK/up.log" 2>&1
-}
-
-# wait_until SECONDS COMMAND...: polls until the command succeeds; false at the deadline.
-wait_until() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -ge $deadline ] && return 1
-        sleep 0.25
-    done
-}
 
 # What the failure output shows about the daemons: their chat counters and last log lines.
 show_daemons() {
     local p
     for p in "$A" "$B"; do
         echo "--- $(basename "$p"): chat counters"
-        "$PARLEY" --profile "$p" status --json 2>/dev/null |
-            python3 -c 'import json,sys; print(json.load(sys.stdin).get("chat_counters"))' 2>/dev/null
+        "$PARLEY" --profile "$p" status --json 2>/dev/null | jget /dev/stdin ".get('chat_counters')"
         echo "--- $(basename "$p"): last 40 lines of daemon.log"
         tail -40 "$p/daemon.log" 2>/dev/null
     done
@@ -137,27 +99,7 @@ EOF
 }
 
 # --- set-up: three daemons, alice and bob become contacts --------------------------------------
-for p in "$S" "$A" "$B"; do
-    "$PARLEY" --profile "$p" init --name "$(basename "$p")" --key-bits 2048 >"$p.id" 2>/dev/null ||
-        { echo "FAIL: init $(basename "$p")"; exit 1; }
-done
-ALICE_ID=$(cat "$A.id")
-BOB_ID=$(cat "$B.id")
-SEED_PORT=
-up "$S" || { echo "FAIL: seed does not start"; cat "$WORK/up.log"; exit 1; }
-SEED_PORT=$("$PARLEY" --profile "$S" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["dht"]["port"])')
-up "$A" && up "$B" || { echo "FAIL: alice or bob does not start"; cat "$WORK/up.log"; exit 1; }
-
-# Alice must find bob's card before she can encrypt a request to him.
-wait_until 30 bash -c "'$PARLEY' --profile '$A' lookup $BOB_ID --timeout 3 --json | grep -q '\"state\":\"online\"'" ||
-    { echo "FAIL: alice cannot find bob"; show_daemons; exit 1; }
-"$PARLEY" --profile "$A" contact add "$BOB_ID" --alias bob --message "chat test" >/dev/null ||
-    { echo "FAIL: contact add"; exit 1; }
-wait_until 30 bash -c "'$PARLEY' --profile '$B' contact requests --json | grep -q $ALICE_ID" ||
-    { echo "FAIL: bob never saw alice's request"; show_daemons; exit 1; }
-"$PARLEY" --profile "$B" contact accept "$ALICE_ID" >/dev/null || { echo "FAIL: accept"; exit 1; }
-wait_until 30 bash -c "'$PARLEY' --profile '$A' contacts --json | grep -q '\"state\":\"accepted\"'" ||
-    { echo "FAIL: alice never saw the acceptance"; show_daemons; exit 1; }
+setup_contacts "chat test" show_daemons
 echo "set-up: $((SECONDS - started)) s"
 
 # --- 1,000 messages while bob is killed three times ---------------------------------------------
@@ -189,7 +131,7 @@ for i in $(seq 2 "$COUNT"); do
         else
             fail "bob is not running before kill $((kills + 1))"
         fi
-        (sleep "${KILL_AT[$i]}"; up "$B") &
+        (sleep "${KILL_AT[$i]}"; start_daemon "$B") &
         restarter=$!
     fi
     # Alice's daemon queues every message at once: a send only fails on a broken daemon.
@@ -225,17 +167,7 @@ echo "reliability: $COUNT messages sent in $send_s s with $kills kills of bob; a
 "$PARLEY" --profile "$A" send bob "while you were away" --json >"$WORK/offline.json" 2>&1 ||
     fail "send to an offline contact: $(cat "$WORK/offline.json")"
 "$PARLEY" --profile "$A" down >/dev/null 2>&1 || fail "down alice"
-up "$B" || fail "bob does not start again"
-# count_text FILE DIRECTION TEXT [STATE...]: how many messages of a history have that text
-# (and one of those states).
-count_text() {
-    python3 - "$@" <<'EOF'
-import json, sys
-msgs, direction, text, states = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4:]
-print(sum(1 for m in msgs if m["direction"] == direction and m["text"] == text
-          and (not states or m["state"] in states)))
-EOF
-}
+start_daemon "$B" || fail "bob does not start again"
 offline_in_b() {
     history "$B" "$WORK/b.json" && [ "$(count_text "$WORK/b.json" in "while you were away")" = 1 ]
 }
@@ -245,7 +177,7 @@ else
     fail "bob did not get the message sent while he was down (sender offline too) within 20 s"
     show_daemons
 fi
-up "$A" || fail "alice does not start again"
+start_daemon "$A" || fail "alice does not start again"
 offline_delivered() {
     history "$A" "$WORK/a.json" &&
         [ "$(count_text "$WORK/a.json" out "while you were away" delivered read)" = 1 ]
@@ -263,16 +195,7 @@ else
     fail "bob has the offline message more than once after alice's return"
 fi
 
-# Stop everything here rather than in cleanup, so that what a sanitizer build reports at exit
+# Stop the daemons here rather than in cleanup, so that what a sanitizer build reports at exit
 # (into daemon.log) is seen.
-for p in "$A" "$B" "$S"; do
-    "$PARLEY" --profile "$p" down --timeout 20 >/dev/null 2>&1 || fail "down $(basename "$p")"
-done
-if grep -l "AddressSanitizer\|LeakSanitizer\|runtime error:" "$S/daemon.log" "$A/daemon.log" "$B/daemon.log"; then
-    fail "a sanitizer reported errors in the daemon logs above"
-else
-    pass
-fi
-
-echo "chat reliability: $passes passed, $failures failed ($((SECONDS - started)) s)"
-[ $failures -eq 0 ]
+down_and_check_logs "$A" "$B" "$S"
+summary "chat reliability" "$((SECONDS - started)) s"

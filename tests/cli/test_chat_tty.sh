@@ -8,11 +8,11 @@
 # private socket (-L) so that a user's tmux server is never touched. Skips (77) without tmux.
 # Usage: test_chat_tty.sh PATH_TO_PARLEY
 set -u
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PARLEY=${1:?usage: test_chat_tty.sh PATH_TO_PARLEY}
-if ! command -v tmux >/dev/null; then
-    echo "skipped: the terminal chat test needs tmux (contrib/install-deps.sh installs it)"
-    exit 77
-fi
+command -v tmux >/dev/null ||
+    skip "the terminal chat test needs tmux (contrib/install-deps.sh installs it)"
 WORK=$(mktemp -d /tmp/parley-tty.XXXXXX)
 NET=$(( (RANDOM << 15 | RANDOM) + 1 ))
 SOCKET="parley-test-$$"
@@ -23,42 +23,18 @@ B="$WORK/bob"
 REPLACEMENT=$'\xef\xbf\xbd'
 # tmux reads and writes UTF-8 only when the locale says so.
 export LC_ALL=C.UTF-8
-failures=0
-passes=0
 started=$SECONDS
 
 cleanup() {
     tmux -L "$SOCKET" kill-server 2>/dev/null
     # kill-server leaves the socket file behind.
     rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$SOCKET"
-    local p
-    for p in "$S" "$A" "$B"; do
-        [ -S "$p/control.sock" ] && "$PARLEY" --profile "$p" down --timeout 5 >/dev/null 2>&1
-    done
+    stop_daemons "$S" "$A" "$B"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-pass() { passes=$((passes + 1)); }
-fail() { failures=$((failures + 1)); echo "FAIL: $*"; }
 t() { tmux -L "$SOCKET" "$@"; }
-
-up() {
-    local boot=()
-    [ "$1" != "$S" ] && boot=(--bootstrap "127.0.0.1:$SEED_PORT")
-    "$PARLEY" --profile "$1" up --bind 127.0.0.1 --network $NET "${boot[@]}" --timeout 30 \
-        >>"$WORK/up.log" 2>&1
-}
-
-# wait_until SECONDS COMMAND...: polls until the command succeeds; false at the deadline.
-wait_until() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -ge $deadline ] && return 1
-        sleep 0.2
-    done
-}
 
 # pane_has WINDOW TEXT: the pane's visible text (wrapped lines joined) contains TEXT.
 pane_has() { t capture-pane -p -J -t "$1" | grep -qF -- "$2"; }
@@ -78,13 +54,7 @@ expect_pane() {
 # message (in one of those states).
 in_history() {
     "$PARLEY" --profile "$1" history "$2" --json --limit 1000 >"$WORK/h.json" 2>/dev/null &&
-        python3 - "$WORK/h.json" "${@:3}" <<'EOF'
-import json, sys
-msgs, direction, text, states = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4:]
-n = sum(1 for m in msgs if m["direction"] == direction and m["text"] == text
-        and (not states or m["state"] in states))
-sys.exit(0 if n == 1 else 1)
-EOF
+        [ "$(count_text "$WORK/h.json" "${@:3}")" = 1 ]
 }
 
 # expect_history "description" PROFILE PEER DIRECTION TEXT [STATE...]
@@ -135,25 +105,7 @@ expect_exit() {
 }
 
 # --- set-up: three daemons, alice and bob become contacts --------------------------------------
-for p in "$S" "$A" "$B"; do
-    "$PARLEY" --profile "$p" init --name "$(basename "$p")" --key-bits 2048 >"$p.id" 2>/dev/null ||
-        { echo "FAIL: init $(basename "$p")"; exit 1; }
-done
-ALICE_ID=$(cat "$A.id")
-BOB_ID=$(cat "$B.id")
-SEED_PORT=
-up "$S" || { echo "FAIL: seed does not start"; cat "$WORK/up.log"; exit 1; }
-SEED_PORT=$("$PARLEY" --profile "$S" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["dht"]["port"])')
-up "$A" && up "$B" || { echo "FAIL: alice or bob does not start"; cat "$WORK/up.log"; exit 1; }
-wait_until 30 bash -c "'$PARLEY' --profile '$A' lookup $BOB_ID --timeout 3 --json | grep -q '\"state\":\"online\"'" ||
-    { echo "FAIL: alice cannot find bob"; exit 1; }
-"$PARLEY" --profile "$A" contact add "$BOB_ID" --alias bob --message "tty test" >/dev/null ||
-    { echo "FAIL: contact add"; exit 1; }
-wait_until 30 bash -c "'$PARLEY' --profile '$B' contact requests --json | grep -q $ALICE_ID" ||
-    { echo "FAIL: bob never saw alice's request"; exit 1; }
-"$PARLEY" --profile "$B" contact accept "$ALICE_ID" >/dev/null || { echo "FAIL: accept"; exit 1; }
-wait_until 30 bash -c "'$PARLEY' --profile '$A' contacts --json | grep -q '\"state\":\"accepted\"'" ||
-    { echo "FAIL: alice never saw the acceptance"; exit 1; }
+setup_contacts "tty test"
 
 # --- unread, then opening the chat reads it ---------------------------------------------------
 "$PARLEY" --profile "$B" send "$ALICE_ID" "before you looked" --wait --timeout 20 >/dev/null ||
@@ -243,14 +195,5 @@ fi
 
 # Stop the daemons here rather than in cleanup, so that what a sanitizer build reports at exit
 # (into daemon.log) is seen.
-for p in "$A" "$B" "$S"; do
-    "$PARLEY" --profile "$p" down --timeout 20 >/dev/null 2>&1 || fail "down $(basename "$p")"
-done
-if grep -l "AddressSanitizer\|LeakSanitizer\|runtime error:" "$S/daemon.log" "$A/daemon.log" "$B/daemon.log"; then
-    fail "a sanitizer reported errors in the daemon logs above"
-else
-    pass
-fi
-
-echo "chat tty: $passes passed, $failures failed ($((SECONDS - started)) s)"
-[ $failures -eq 0 ]
+down_and_check_logs "$A" "$B" "$S"
+summary "chat tty" "$((SECONDS - started)) s"

@@ -3,16 +3,14 @@
 # passphrases right and wrong, a second init, bad arguments and their exit codes.
 # Everything stays on 127.0.0.1 with a random private network id.
 set -u
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PARLEY=${1:?usage: test_cli.sh PATH_TO_PARLEY}
 WORK=$(mktemp -d /tmp/parley-cli.XXXXXX)
 NET=$(( (RANDOM << 15 | RANDOM) + 1 ))
-failures=0
-passes=0
 
 cleanup() {
-    for p in "$WORK"/*/; do
-        [ -S "$p/control.sock" ] && "$PARLEY" --profile "$p" down --timeout 5 >/dev/null 2>&1
-    done
+    stop_daemons "$WORK"/*/
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -23,24 +21,21 @@ check() { # check "description" expected_exit command...
     "$@" >"$WORK/out" 2>"$WORK/err"
     local got=$?
     if [ "$got" -eq "$want" ]; then
-        passes=$((passes + 1))
+        pass
     else
-        failures=$((failures + 1))
-        echo "FAIL: $what: exit $got, expected $want"
+        fail "$what: exit $got, expected $want"
         sed 's/^/  stdout: /' "$WORK/out" | head -5
         sed 's/^/  stderr: /' "$WORK/err" | head -5
     fi
 }
 expect_in() { # expect_in "description" file pattern
     if grep -qE -- "$3" "$2"; then
-        passes=$((passes + 1))
+        pass
     else
-        failures=$((failures + 1))
-        echo "FAIL: $1: '$3' not in $2:"
+        fail "$1: '$3' not in $2:"
         head -5 "$2" | sed 's/^/  /'
     fi
 }
-json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$@"; }
 
 A="$WORK/alice"
 B="$WORK/bob"
@@ -51,24 +46,24 @@ check "init alice" 0 "$PARLEY" --profile "$A" init --name Alice --key-bits 2048
 ALICE=$(cat "$WORK/out")
 expect_in "init prints a contact id" "$WORK/out" '^[0-9a-f]{64}$'
 [ "$(stat -c %a "$A")" = 700 ] && [ "$(stat -c %a "$A/identity.key")" = 600 ] ||
-    { failures=$((failures + 1)); echo "FAIL: profile permissions"; }
+    fail "profile permissions"
 check "second init refuses" 1 "$PARLEY" --profile "$A" init --name Again --key-bits 2048
 expect_in "second init says why" "$WORK/err" "refusing to overwrite"
 check "id" 0 "$PARLEY" --profile "$A" id
-[ "$(cat "$WORK/out")" = "$ALICE" ] || { failures=$((failures + 1)); echo "FAIL: id differs from init"; }
+[ "$(cat "$WORK/out")" = "$ALICE" ] || fail "id differs from init"
 check "id --qr" 0 "$PARLEY" --profile "$A" id --qr
-[ "$(wc -l <"$WORK/out")" -gt 10 ] || { failures=$((failures + 1)); echo "FAIL: no QR code drawn"; }
+[ "$(wc -l <"$WORK/out")" -gt 10 ] || fail "no QR code drawn"
 check "id --json" 0 "$PARLEY" --profile "$A" id --json
-[ "$(json_field "$WORK/out" "['id']")" = "$ALICE" ] || { failures=$((failures + 1)); echo "FAIL: id --json"; }
+[ "$(jget "$WORK/out" "['id']")" = "$ALICE" ] || fail "id --json"
 PARLEY_PROFILE="$A" check "PARLEY_PROFILE is honoured" 0 "$PARLEY" id
 
 check "init with an over-long name" 2 "$PARLEY" --profile "$C" init --name "$(printf 'x%.0s' $(seq 1 65))" --key-bits 2048
-[ ! -e "$C/identity.key" ] || { failures=$((failures + 1)); echo "FAIL: a refused init left files"; }
+[ ! -e "$C/identity.key" ] || fail "a refused init left files"
 
 # bob has an encrypted key
 check "init bob with passphrase" 0 env PARLEY_PASSPHRASE=hunter2 "$PARLEY" --profile "$B" init --name Bob --key-bits 2048
 BOB=$(cat "$WORK/out")
-grep -q "ENCRYPTED PRIVATE KEY" "$B/identity.key" || { failures=$((failures + 1)); echo "FAIL: bob's key not encrypted"; }
+grep -q "ENCRYPTED PRIVATE KEY" "$B/identity.key" || fail "bob's key not encrypted"
 echo "wrong" >"$WORK/wrong.txt"
 check "wrong passphrase" 1 "$PARLEY" --profile "$B" --passphrase-file "$WORK/wrong.txt" up --bind 127.0.0.1 --network $NET
 expect_in "wrong passphrase message" "$WORK/err" "wrong passphrase"
@@ -83,12 +78,12 @@ check "down without daemon" 3 "$PARLEY" --profile "$A" down
 # up / status
 check "up alice" 0 "$PARLEY" --profile "$A" up --bind 127.0.0.1 --network $NET --log-level debug
 check "up alice again is fine" 0 "$PARLEY" --profile "$A" up --bind 127.0.0.1 --network $NET
-[ "$(stat -c %a "$A/control.sock")" = 600 ] || { failures=$((failures + 1)); echo "FAIL: control.sock mode"; }
+[ "$(stat -c %a "$A/control.sock")" = 600 ] || fail "control.sock mode"
 check "status --json" 0 "$PARLEY" --profile "$A" status --json
-PORT_A=$(json_field "$WORK/out" "['dht']['port']")
-[ "$(json_field "$WORK/out" "['id']")" = "$ALICE" ] || { failures=$((failures + 1)); echo "FAIL: status id"; }
-[ "$(json_field "$WORK/out" "['dht']['network']")" = "$NET" ] || { failures=$((failures + 1)); echo "FAIL: status network"; }
-[ "$(json_field "$WORK/out" "['name']")" = "Alice" ] || { failures=$((failures + 1)); echo "FAIL: status name"; }
+PORT_A=$(jget "$WORK/out" "['dht']['port']")
+[ "$(jget "$WORK/out" "['id']")" = "$ALICE" ] || fail "status id"
+[ "$(jget "$WORK/out" "['dht']['network']")" = "$NET" ] || fail "status network"
+[ "$(jget "$WORK/out" "['name']")" = "Alice" ] || fail "status name"
 check "status for people" 0 "$PARLEY" --profile "$A" status
 expect_in "status shows dht line" "$WORK/out" "^dht: "
 echo "hunter2" >"$WORK/right.txt"
@@ -97,51 +92,41 @@ check "up bob with the passphrase file" 0 "$PARLEY" --profile "$B" --passphrase-
 # the passphrase reached bob's daemon through a pipe, not its environment
 BOB_PID=$(cat "$B/daemon.lock")
 if tr '\0' '\n' </proc/"$BOB_PID"/environ | grep -q PARLEY_PASSPHRASE || grep -q hunter2 /proc/"$BOB_PID"/cmdline; then
-    failures=$((failures + 1)); echo "FAIL: passphrase visible in the daemon's environment or arguments"
+    fail "passphrase visible in the daemon's environment or arguments"
 else
-    passes=$((passes + 1))
+    pass
 fi
 
 # lookups
-ok=0
-for _ in $(seq 1 50); do
+alice_online() {
     "$PARLEY" --profile "$B" lookup "$ALICE" --timeout 3 --json >"$WORK/lookup" 2>"$WORK/err" &&
-        [ "$(json_field "$WORK/lookup" "['state']")" = online ] && { ok=1; break; }
-    sleep 0.2
-done
-[ $ok = 1 ] && passes=$((passes + 1)) || { failures=$((failures + 1)); echo "FAIL: bob cannot find alice online"; cat "$WORK/lookup" "$WORK/err"; }
-[ "$(json_field "$WORK/lookup" "['name']")" = Alice ] || { failures=$((failures + 1)); echo "FAIL: lookup name"; }
+        [ "$(jget "$WORK/lookup" "['state']")" = online ]
+}
+wait_until 30 alice_online && pass || { fail "bob cannot find alice online"; cat "$WORK/lookup" "$WORK/err"; }
+[ "$(jget "$WORK/lookup" "['name']")" = Alice ] || fail "lookup name"
 check "lookup for people" 0 "$PARLEY" --profile "$B" lookup "$ALICE"
 expect_in "lookup shows state" "$WORK/out" "state: +online"
 check "lookup upper case id" 0 "$PARLEY" --profile "$B" lookup "$(echo "$ALICE" | tr a-f A-F)" --json
 check "lookup of a never-existing id" 0 "$PARLEY" --profile "$B" lookup "$(printf '%064d' 7)" --timeout 2 --json
-[ "$(json_field "$WORK/out" "['state']")" = not-found ] || { failures=$((failures + 1)); echo "FAIL: not-found"; }
-[ "$(json_field "$WORK/out" "['last_seen']")" = None ] || { failures=$((failures + 1)); echo "FAIL: not-found last_seen"; }
+[ "$(jget "$WORK/out" "['state']")" = not-found ] || fail "not-found"
+[ "$(jget "$WORK/out" "['last_seen']")" = None ] || fail "not-found last_seen"
 
 # contacts: alice asks bob, bob accepts
 check "contacts empty" 0 "$PARLEY" --profile "$A" contacts --json
-[ "$(cat "$WORK/out")" = "[]" ] || { failures=$((failures + 1)); echo "FAIL: contacts not empty"; }
+[ "$(cat "$WORK/out")" = "[]" ] || fail "contacts not empty"
 check "contact add" 0 "$PARLEY" --profile "$A" contact add "$BOB" --message $'hi bob \e[31mred' --alias bobby --json
-[ "$(json_field "$WORK/out" "['delivery']")" = stored ] || { failures=$((failures + 1)); echo "FAIL: request not stored"; cat "$WORK/out"; }
-ok=0
-for _ in $(seq 1 50); do
-    "$PARLEY" --profile "$B" contact requests --json >"$WORK/req" 2>/dev/null && grep -q "$ALICE" "$WORK/req" && { ok=1; break; }
-    sleep 0.2
-done
-[ $ok = 1 ] && passes=$((passes + 1)) || { failures=$((failures + 1)); echo "FAIL: bob never saw alice's request"; }
+[ "$(jget "$WORK/out" "['delivery']")" = stored ] || { fail "request not stored"; cat "$WORK/out"; }
+has_request() { "$PARLEY" --profile "$B" contact requests --json >"$WORK/req" 2>/dev/null && grep -q "$ALICE" "$WORK/req"; }
+wait_until 15 has_request && pass || fail "bob never saw alice's request"
 check "requests for people" 0 "$PARLEY" --profile "$B" contact requests
-if grep -q $'\e' "$WORK/out"; then failures=$((failures + 1)); echo "FAIL: escape sequence reached the terminal"; else passes=$((passes + 1)); fi
+if grep -q $'\e' "$WORK/out"; then fail "escape sequence reached the terminal"; else pass; fi
 expect_in "request shows the message" "$WORK/out" "hi bob"
 check "accept unknown" 1 "$PARLEY" --profile "$B" contact accept "$(printf '%064d' 5)"
 check "accept malformed" 2 "$PARLEY" --profile "$B" contact accept nothex
 check "accept" 0 "$PARLEY" --profile "$B" contact accept "$ALICE"
-ok=0
-for _ in $(seq 1 50); do
-    "$PARLEY" --profile "$A" contacts --json >"$WORK/c" 2>/dev/null && grep -q '"state":"accepted"' "$WORK/c" && { ok=1; break; }
-    sleep 0.2
-done
-[ $ok = 1 ] && passes=$((passes + 1)) || { failures=$((failures + 1)); echo "FAIL: alice never saw the acceptance"; cat "$WORK/c"; }
-[ "$(json_field "$WORK/c" "[0]['alias']")" = bobby ] || { failures=$((failures + 1)); echo "FAIL: alias"; }
+accepted() { "$PARLEY" --profile "$A" contacts --json >"$WORK/c" 2>/dev/null && grep -q '"state":"accepted"' "$WORK/c"; }
+wait_until 15 accepted && pass || { fail "alice never saw the acceptance"; cat "$WORK/c"; }
+[ "$(jget "$WORK/c" "[0]['alias']")" = bobby ] || fail "alias"
 check "contacts for people" 0 "$PARLEY" --profile "$A" contacts
 expect_in "contacts shows accepted" "$WORK/out" "accepted"
 check "decline without a request" 1 "$PARLEY" --profile "$B" contact decline "$(printf '%064d' 9)"
@@ -179,8 +164,8 @@ check "no identity yet" 1 "$PARLEY" --profile "$C" up --network $NET --bind 127.
 check "down alice" 0 "$PARLEY" --profile "$A" down
 check "status after down" 3 "$PARLEY" --profile "$A" status
 check "lookup after down" 0 "$PARLEY" --profile "$B" lookup "$ALICE" --timeout 5 --json
-[ "$(json_field "$WORK/out" "['state']")" = offline ] || { failures=$((failures + 1)); echo "FAIL: alice not offline after down"; cat "$WORK/out"; }
-[ -s "$A/nodes.txt" ] || { failures=$((failures + 1)); echo "FAIL: known nodes not saved"; }
+[ "$(jget "$WORK/out" "['state']")" = offline ] || { fail "alice not offline after down"; cat "$WORK/out"; }
+[ -s "$A/nodes.txt" ] || fail "known nodes not saved"
 
 # a foreground daemon stops cleanly on SIGTERM
 "$PARLEY" --profile "$A" daemon --bind 127.0.0.1 --network $NET >"$WORK/fg.log" 2>&1 &
@@ -191,10 +176,9 @@ kill -TERM $FG
 wait $FG
 rc=$?
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
-if [ $rc -eq 0 ] && [ $ms -lt 8000 ]; then passes=$((passes + 1)); else failures=$((failures + 1)); echo "FAIL: SIGTERM: exit $rc after $ms ms"; tail -5 "$WORK/fg.log"; fi
-[ ! -e "$A/control.sock" ] || { failures=$((failures + 1)); echo "FAIL: control.sock left behind"; }
+if [ $rc -eq 0 ] && [ $ms -lt 8000 ]; then pass; else fail "SIGTERM: exit $rc after $ms ms"; tail -5 "$WORK/fg.log"; fi
+[ ! -e "$A/control.sock" ] || fail "control.sock left behind"
 
 check "down bob" 0 "$PARLEY" --profile "$B" down
 
-echo "cli: $passes passed, $failures failed"
-[ $failures -eq 0 ]
+summary cli

@@ -3,19 +3,14 @@
 # Runs inside a network namespace that this test creates, with only `lo` and a multicast
 # route (FACTS.md), so no multicast ever leaves the machine. Needs root; skips (77) otherwise.
 set -u
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PARLEY=${1:?usage: test_lan.sh PATH_TO_PARLEY}
-if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null; then
-    echo "skipped: LAN discovery test needs root and iproute2 (network namespaces)"
-    exit 77
-fi
+skip_unless_root "LAN discovery test needs root and iproute2 (network namespaces)" ip
 NS="parley-lan-$$"
+add_netns_or_skip "$NS"
 WORK=$(mktemp -d /tmp/parley-lan.XXXXXX)
 NET=$(( (RANDOM << 15 | RANDOM) + 1 ))
-if ! ip netns add "$NS" 2>/dev/null; then
-    echo "skipped: cannot create a network namespace here"
-    rm -rf "$WORK"
-    exit 77
-fi
 cleanup() {
     ip netns pids "$NS" 2>/dev/null | xargs -r kill -TERM 2>/dev/null
     sleep 0.5
@@ -35,16 +30,17 @@ in_ns "$PARLEY" --profile "$WORK/a" up --network $NET || exit 1
 in_ns "$PARLEY" --profile "$WORK/b" up --network $NET || exit 1
 in_ns "$PARLEY" --profile "$WORK/a" status --json | grep -q '"lan_discovery": true' ||
     { echo "FAIL: LAN discovery is not on"; exit 1; }
-for _ in $(seq 1 60); do
-    if in_ns "$PARLEY" --profile "$WORK/b" lookup "$(cat "$WORK/a.id")" --timeout 2 --json 2>/dev/null |
-        grep -q '"state":"online"'; then
-        echo "lan: 1 passed, 0 failed (B found A with no bootstrap)"
-        in_ns "$PARLEY" --profile "$WORK/a" down >/dev/null 2>&1
-        in_ns "$PARLEY" --profile "$WORK/b" down >/dev/null 2>&1
-        exit 0
-    fi
-    sleep 0.5
-done
+a_online() {
+    in_ns "$PARLEY" --profile "$WORK/b" lookup "$(cat "$WORK/a.id")" --timeout 2 --json 2>/dev/null |
+        grep -q '"state":"online"'
+}
+if wait_until 60 a_online; then
+    pass
+    in_ns "$PARLEY" --profile "$WORK/a" down >/dev/null 2>&1
+    in_ns "$PARLEY" --profile "$WORK/b" down >/dev/null 2>&1
+    summary lan "B found A with no bootstrap"
+    exit
+fi
 echo "FAIL: B never found A through LAN discovery"
 in_ns "$PARLEY" --profile "$WORK/b" status --json
 tail -20 "$WORK/b/daemon.log"

@@ -6,27 +6,19 @@
 # leaves the machine (docs/NAT.md). Needs root, iproute2, nftables and python3; skips (77)
 # otherwise, and also while parley has no `ping` command (the lab checks still run first).
 set -u
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PARLEY=${1:?usage: test_netlab.sh PATH_TO_PARLEY}
-NETLAB="$(cd "$(dirname "$0")/../.." && pwd)/contrib/netlab/netlab.sh"
-if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! command -v nft >/dev/null ||
-    ! command -v python3 >/dev/null; then
-    echo "skipped: NAT lab test needs root, iproute2, nftables and python3"
-    exit 77
-fi
+skip_unless_root "NAT lab test needs root, iproute2, nftables and python3" ip nft python3
 PREFIX="plab-t$$"
 # A run killed outright (SIGKILL on a CTest timeout) cannot clean up: remove the labs of
-# earlier runs whose shell is gone. Their prefix carries that shell's PID.
-for ns in $(ip netns list 2>/dev/null | grep -oE '^plab-t[0-9]+-wan' | sed 's/-wan$//'); do
-    kill -0 "${ns#plab-t}" 2>/dev/null || NETLAB_STATE_DIR=/nonexistent "$NETLAB" down --prefix "$ns" >/dev/null 2>&1
-done
+# earlier runs whose shell is gone (their prefix carries that shell's PID), and their state.
+remove_stale_labs plab-t
 for state in /tmp/parley-netlab.*/netlab/plab-t*; do
     [ -e "$state" ] && ! kill -0 "${state##*/plab-t}" 2>/dev/null && rm -rf "${state%/netlab/*}"
 done
 # Probe in a throwaway namespace: can we make one, and does nftables NAT work inside it?
-if ! ip netns add "$PREFIX-probe" 2>/dev/null; then
-    echo "skipped: cannot create a network namespace here"
-    exit 77
-fi
+add_netns_or_skip "$PREFIX-probe"
 if ! ip netns exec "$PREFIX-probe" nft -f - 2>/dev/null <<'EOF'
 table ip probe {
     chain p { type nat hook postrouting priority srcnat; oifname "x" masquerade random; }
@@ -34,8 +26,7 @@ table ip probe {
 EOF
 then
     ip netns del "$PREFIX-probe"
-    echo "skipped: nftables masquerade is not available in a network namespace"
-    exit 77
+    skip "nftables masquerade is not available in a network namespace"
 fi
 ip netns del "$PREFIX-probe"
 
@@ -48,8 +39,6 @@ NAT1_IP=$("$NETLAB" addr nat1)
 NAT2_IP=$("$NETLAB" addr nat2)
 H2_IP=$("$NETLAB" addr h2)
 BOOT_PORT=4222 H1_PORT=4301 H2_PORT=4302
-failures=0
-passes=0
 
 # `down` kills every process in the lab's namespaces (the daemons too) and deletes them.
 cleanup() {
@@ -60,22 +49,8 @@ trap cleanup EXIT
 # A signal must end the script through `exit`, or bash would not run the EXIT trap.
 trap 'exit 143' TERM INT HUP
 
-on() { local h=$1; shift; "$NETLAB" exec --prefix "$PREFIX" "$h" "$@"; }
 # parley as the user on host H, with H's profile: p H ARGS...
 p() { local h=$1; shift; on "$h" "$PARLEY" --profile "$WORK/$h" "$@"; }
-pass() { passes=$((passes + 1)); }
-fail() { failures=$((failures + 1)); echo "FAIL: $*"; }
-jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$@" 2>/dev/null; }
-# poll SECONDS COMMAND...: true as soon as COMMAND succeeds, false when the deadline passes.
-poll() {
-    local deadline=$(( $(date +%s) + $1 ))
-    shift
-    while [ "$(date +%s)" -lt "$deadline" ]; do
-        "$@" && return 0
-        sleep 0.3
-    done
-    return 1
-}
 logs() {
     local h
     for h in pub h1 h2; do
@@ -85,39 +60,14 @@ logs() {
     done
 }
 finish() { # finish EXIT_CODE_IF_NO_FAILURES MESSAGE
-    echo "netlab: $passes passed, $failures failed ($2)"
-    [ $failures -eq 0 ] || { logs; exit 1; }
+    summary netlab "$2" || { logs; exit 1; }
     exit "$1"
 }
 
 "$NETLAB" up --prefix "$PREFIX" >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; echo "FAIL: netlab up"; exit 1; }
 
 # --- the lab itself, with plain UDP before any parley: NAT works, the LANs are sealed.
-cat >"$WORK/udp.py" <<'EOF'
-# udp.py echo PORT SECONDS: answer every datagram with the address it came from.
-# udp.py probe IP PORT: print the answer's text, exit 1 if none within a second.
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-if sys.argv[1] == "echo":
-    s.bind(("0.0.0.0", int(sys.argv[2])))
-    s.settimeout(float(sys.argv[3]))
-    try:
-        while True:
-            d, a = s.recvfrom(100)
-            s.sendto(f"{a[0]}:{a[1]}".encode(), a)
-    except OSError:
-        pass
-else:
-    s.settimeout(0.25)
-    for _ in range(4):
-        try:
-            s.sendto(b"x", (sys.argv[2], int(sys.argv[3])))
-            print(s.recvfrom(100)[0].decode())
-            sys.exit(0)
-        except OSError:
-            pass
-    sys.exit(1)
-EOF
+write_udp_py "$WORK/udp.py"
 on pub python3 "$WORK/udp.py" echo 7000 4 &
 on h2 python3 "$WORK/udp.py" echo 7000 4 &
 sleep 0.3
@@ -154,21 +104,21 @@ up h2 --port $H2_PORT --bootstrap "$PUB_IP:$BOOT_PORT"
 
 # The DHT tells each node its public address: the NAT's, not the private one.
 public_is() { p "$1" status --json >"$WORK/st.$1" 2>/dev/null && [ "$(jget "$WORK/st.$1" "['dht']['public_address']")" = "$2" ]; }
-poll 20 public_is h1 "$NAT1_IP" && pass ||
+wait_until 20 public_is h1 "$NAT1_IP" && pass ||
     fail "h1's public address is '$(jget "$WORK/st.h1" "['dht']['public_address']")', expected $NAT1_IP"
-poll 10 public_is h2 "$NAT2_IP" && pass ||
+wait_until 10 public_is h2 "$NAT2_IP" && pass ||
     fail "h2's public address is '$(jget "$WORK/st.h2" "['dht']['public_address']")', expected $NAT2_IP"
 
 # Contacts: h1 asks, h2 accepts, h1 sees it accepted.
 p h1 contact add "$H2" --message "through two NATs" >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; fail "contact add"; }
 has_request() { p h2 contact requests --json 2>/dev/null | grep -q "$H1"; }
-poll 20 has_request && pass || fail "h2 never saw h1's request"
+wait_until 20 has_request && pass || fail "h2 never saw h1's request"
 p h2 contact accept "$H1" >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; fail "contact accept"; }
 accepted() { p h1 contacts --json 2>/dev/null | grep -q '"state":"accepted"'; }
-poll 20 accepted && pass || fail "h1 never saw the acceptance"
+wait_until 20 accepted && pass || fail "h1 never saw the acceptance"
 online() { p "$1" lookup "$2" --timeout 2 --json 2>/dev/null | grep -q '"state":"online"'; }
-poll 10 online h1 "$H2" && pass || fail "h1 does not see h2 online"
-poll 10 online h2 "$H1" && pass || fail "h2 does not see h1 online"
+wait_until 10 online h1 "$H2" && pass || fail "h1 does not see h2 online"
+wait_until 10 online h2 "$H1" && pass || fail "h2 does not see h1 online"
 [ $failures -eq 0 ] || finish 1 "no direct connection tried"
 
 # --- the point: a direct QUIC connection h1 <-> h2 through both NATs.

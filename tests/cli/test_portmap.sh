@@ -9,31 +9,17 @@
 # Needs root, iproute2, nftables, python3 and miniupnpd (miniupnpd-nftables); skips (77)
 # otherwise.
 set -u
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PROBE=${1:?usage: test_portmap.sh PATH_TO_PORTMAP_PROBE}
-NETLAB="$(cd "$(dirname "$0")/../.." && pwd)/contrib/netlab/netlab.sh"
-if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! command -v nft >/dev/null ||
-    ! command -v python3 >/dev/null; then
-    echo "skipped: the port mapping test needs root, iproute2, nftables and python3"
-    exit 77
-fi
+skip_unless_root "the port mapping test needs root, iproute2, nftables and python3" ip nft python3
 MINIUPNPD=$(command -v miniupnpd || echo /usr/sbin/miniupnpd)
-if [ ! -x "$MINIUPNPD" ]; then
-    echo "skipped: miniupnpd is not installed (apt-get install miniupnpd-nftables)"
-    exit 77
-fi
-if ! "$MINIUPNPD" --version 2>&1 | grep -q nftables; then
-    echo "skipped: miniupnpd has no nftables backend (install miniupnpd-nftables)"
-    exit 77
-fi
+[ -x "$MINIUPNPD" ] || skip "miniupnpd is not installed (apt-get install miniupnpd-nftables)"
+"$MINIUPNPD" --version 2>&1 | grep -q nftables ||
+    skip "miniupnpd has no nftables backend (install miniupnpd-nftables)"
 # Labs of earlier runs killed outright (their shell's PID is in the prefix) are removed.
-for ns in $(ip netns list 2>/dev/null | grep -oE '^pmap-t[0-9]+-[a-z]+-wan' | sed 's/-wan$//'); do
-    pid=${ns#pmap-t}
-    kill -0 "${pid%%-*}" 2>/dev/null || NETLAB_STATE_DIR=/nonexistent "$NETLAB" down --prefix "$ns" >/dev/null 2>&1
-done
-if ! ip netns add "pmap-t$$-probe" 2>/dev/null; then
-    echo "skipped: cannot create a network namespace here"
-    exit 77
-fi
+remove_stale_labs pmap-t '-[a-z]+'
+add_netns_or_skip "pmap-t$$-probe"
 ip netns del "pmap-t$$-probe"
 
 WORK=$(mktemp -d /tmp/parley-portmap.XXXXXX)
@@ -44,8 +30,6 @@ H1_IP=$("$NETLAB" addr h1)
 MAPPED_IP=$("$NETLAB" addr nat1-upnp) # what miniupnpd reports as nat1's external address
 PORT=4301
 PREFIX=""
-failures=0
-passes=0
 
 cleanup() {
     [ -z "$PREFIX" ] || "$NETLAB" down --prefix "$PREFIX" >/dev/null 2>&1
@@ -54,45 +38,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT HUP
 
-on() { local h=$1; shift; "$NETLAB" exec --prefix "$PREFIX" "$h" "$@"; }
-pass() { passes=$((passes + 1)); }
-fail() { failures=$((failures + 1)); echo "FAIL: $*"; }
-jget() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(eval('d'+sys.argv[2]))" "$@" 2>/dev/null; }
-poll() { # poll SECONDS COMMAND...
-    local deadline=$(( $(date +%s) + $1 ))
-    shift
-    while [ "$(date +%s)" -lt "$deadline" ]; do
-        "$@" && return 0
-        sleep 0.2
-    done
-    return 1
-}
-
-cat >"$WORK/udp.py" <<'EOF'
-# udp.py echo PORT SECONDS: answer every datagram with the address it came from.
-# udp.py probe IP PORT: print the answer's text, exit 1 if none within a second.
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-if sys.argv[1] == "echo":
-    s.bind(("0.0.0.0", int(sys.argv[2])))
-    s.settimeout(float(sys.argv[3]))
-    try:
-        while True:
-            d, a = s.recvfrom(100)
-            s.sendto(f"{a[0]}:{a[1]}".encode(), a)
-    except OSError:
-        pass
-else:
-    s.settimeout(0.25)
-    for _ in range(4):
-        try:
-            s.sendto(b"x", (sys.argv[2], int(sys.argv[3])))
-            print(s.recvfrom(100)[0].decode())
-            sys.exit(0)
-        except OSError:
-            pass
-    sys.exit(1)
-EOF
+write_udp_py "$WORK/udp.py"
 
 lab_up() { # lab_up NAME [FLAGS...]
     PREFIX="pmap-t$$-$1"
@@ -126,11 +72,11 @@ check_mapping() { # check_mapping LAB_NAME LAB_FLAG METHOD DESCRIPTION
     # (netlab.sh exec -> ip netns exec -> the probe), so $! is the probe and gets the signal.
     "$NETLAB" exec --prefix "$PREFIX" h1 "$PROBE" $PORT --timeout 10 >"$WORK/probe.out" 2>"$WORK/probe.err" &
     local probe_pid=$!
-    poll 12 first_line || true
+    wait_until 12 first_line || true
     local status
     status=$(head -1 "$WORK/probe.out")
     echo "$method: mapper status: $status"
-    if [ "$(jget "$status" "['state']")" != mapped ]; then
+    if [ "$(jget_text "$status" "['state']")" != mapped ]; then
         fail "$method: no mapping: ${status:-no output}"
         show_logs
         kill -TERM $probe_pid 2>/dev/null; wait $probe_pid 2>/dev/null
@@ -138,12 +84,12 @@ check_mapping() { # check_mapping LAB_NAME LAB_FLAG METHOD DESCRIPTION
         return
     fi
     pass
-    [ "$(jget "$status" "['method']")" = "$method" ] && pass ||
-        fail "$method: mapped by $(jget "$status" "['method']"), expected $method"
-    [ "$(jget "$status" "['external']")" = "$MAPPED_IP:$PORT" ] && pass ||
-        fail "$method: external $(jget "$status" "['external']"), expected $MAPPED_IP:$PORT"
-    [ "$(jget "$status" "['gateway']")" = 10.1.0.1 ] && pass ||
-        fail "$method: gateway $(jget "$status" "['gateway']"), expected 10.1.0.1"
+    [ "$(jget_text "$status" "['method']")" = "$method" ] && pass ||
+        fail "$method: mapped by $(jget_text "$status" "['method']"), expected $method"
+    [ "$(jget_text "$status" "['external']")" = "$MAPPED_IP:$PORT" ] && pass ||
+        fail "$method: external $(jget_text "$status" "['external']"), expected $MAPPED_IP:$PORT"
+    [ "$(jget_text "$status" "['gateway']")" = 10.1.0.1 ] && pass ||
+        fail "$method: gateway $(jget_text "$status" "['gateway']"), expected 10.1.0.1"
     grep -q "\[info\] $method mapping $MAPPED_IP:$PORT -> port $PORT via 10.1.0.1" "$WORK/probe.err" &&
         pass || fail "$method: no info log line for the mapping"
     # The router holds it: its DNAT rule, and its lease with our description.
@@ -170,12 +116,12 @@ check_mapping() { # check_mapping LAB_NAME LAB_FLAG METHOD DESCRIPTION
     stopped=$(sed -n 2p "$WORK/probe.out")
     echo "$method: after stop: $stopped"
     [ $rc -eq 0 ] && pass || fail "$method: portmap_probe exited $rc"
-    [ "$(jget "$stopped" "['state']")" = disabled ] && [ "$(jget "$stopped" "['endpoints']")" = "[]" ] &&
+    [ "$(jget_text "$stopped" "['state']")" = disabled ] && [ "$(jget_text "$stopped" "['endpoints']")" = "[]" ] &&
         pass || fail "$method: after stop: '$stopped', expected disabled with no endpoints"
     local ms
-    ms=$(jget "$stopped" "['stop_ms']")
+    ms=$(jget_text "$stopped" "['stop_ms']")
     [ -n "$ms" ] && [ "$ms" -le 2100 ] && pass || fail "$method: stop() took ${ms:-?} ms (bound: 2000)"
-    poll 3 rule_absent && pass || { fail "$method: nat1 kept the DNAT rule after stop()"; nat1_rules; }
+    wait_until 3 rule_absent && pass || { fail "$method: nat1 kept the DNAT rule after stop()"; nat1_rules; }
     grep -q ":$desc\$" "$(upnp_dir)/leases" 2>/dev/null &&
         fail "$method: nat1's lease survived stop()" || pass
     on pub python3 "$WORK/udp.py" probe "$MAPPED_IP" $PORT >/dev/null &&
@@ -203,9 +149,9 @@ if lab_up plain; then
     rc=$?
     status=$(head -1 "$WORK/probe.out")
     echo "no router support: mapper status: $status"
-    [ $rc -eq 1 ] && [ "$(jget "$status" "['state']")" = unavailable ] && pass ||
+    [ $rc -eq 1 ] && [ "$(jget_text "$status" "['state']")" = unavailable ] && pass ||
         { fail "no router support: exit $rc, status '$status', expected unavailable"; show_logs; }
-    reason=$(jget "$status" "['reason']")
+    reason=$(jget_text "$status" "['reason']")
     [[ $reason == *NAT-PMP:*UPnP:* ]] && pass || fail "no router support: reason '$reason'"
     grep -q "\[debug\] no port mapping for UDP port $PORT: " "$WORK/probe.err" && pass ||
         fail "no router support: no debug log line saying why"
@@ -216,5 +162,4 @@ fi
 nft list tables 2>/dev/null | grep -q miniupnpd && fail "the root namespace has a miniupnpd table" || pass
 ip -4 route show | grep -q "^$MAPPED_IP" && fail "the root namespace has a route to $MAPPED_IP" || pass
 
-echo "portmap: $passes passed, $failures failed"
-[ $failures -eq 0 ]
+summary portmap
