@@ -26,7 +26,7 @@ echo "== lookup latency"
 "$BIN/bench_lookup" 20 400
 
 echo "== direct connections: set-up, RTT, one stream vs TLS/TCP (the NAT lab: contrib/netlab/bench.sh, root)"
-"$BIN/bench_links" 10 500 256
+"$BIN/bench_links" 10 500 1024 0 5
 "$BIN/bench_chat" 1000 20000 30
 
 echo "== daemon start to DHT connected (bootstrap: a stock dhtnode on 127.0.0.1)"

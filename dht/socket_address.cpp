@@ -115,8 +115,15 @@ std::string SocketAddress::hostString() const {
 }
 
 std::string SocketAddress::toString() const {
-    if (family() == AF_INET6)
-        return "[" + hostString() + "]:" + std::to_string(port());
+    if (family() == AF_INET6) {
+        // Appended, not "[" + ...: GCC 12 at -O3 warns about that form (-Wrestrict, a false
+        // positive), which breaks a Release build under -Werror.
+        std::string out = "[";
+        out += hostString();
+        out += "]:";
+        out += std::to_string(port());
+        return out;
+    }
     if (family() == AF_INET)
         return hostString() + ":" + std::to_string(port());
     return "<none>";

@@ -374,9 +374,14 @@ void Node::Impl::startTransport() {
         [&endpoint](const dht::SocketAddress& to, std::span<const std::uint8_t> bytes,
                     std::size_t segmentSize) { endpoint.sendOther(to, bytes, segmentSize); });
     quicInbox = std::make_shared<quic::DatagramInbox>(
-        io, [this](std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
+        io,
+        [this](std::span<const std::uint8_t> bytes, const dht::SocketAddress& from) {
             if (transport && !stopped)
                 transport->receive(bytes, from);
+        },
+        [this] {
+            if (transport && !stopped)
+                transport->endOfBurst();
         });
     endpoint.setOtherHandler([inbox = quicInbox](std::span<const std::uint8_t> run,
                                                  std::size_t segmentSize,

@@ -154,6 +154,8 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
     std::FILE* keyLog = nullptr;
     bool shuttingDown = false;
     std::array<std::uint8_t, 65536> buffer{};
+    std::vector<std::weak_ptr<Connection>> touched; // read from in this burst
+    bool burstsEnded = false;                       // the owner calls endOfBurst
 
     void accept(std::span<const std::uint8_t> pkt, const dht::SocketAddress& from,
                 const ngtcp2_version_cid& vc);
@@ -177,6 +179,7 @@ struct Connection::Impl {
     bool countedHandshake = false; // server: holds a handshake slot
     std::string handshakeHost;
     bool flushScheduled = false;
+    bool touched = false; // in the transport's list for endOfBurst
     bool closing = false;
     bool started = false;
     std::chrono::steady_clock::time_point lastSuspect{};
@@ -513,6 +516,8 @@ public:
                      const dht::SocketAddress& from);
     static void flush(Connection& c);
     static void scheduleFlush(Connection& c);
+    // What scheduleFlush scheduled: deliver what arrived, then flush.
+    static void runScheduled(Connection& c);
     static void armTimer(Connection& c);
     static void onTimer(Connection& c);
     static void deliver(Connection& c);
@@ -695,6 +700,10 @@ void ConnectionDriver::read(Connection& c, std::span<const std::uint8_t> pkt,
     // datagrams (the node hands them over in batches), not once per packet: that halves the
     // packets and the timer updates, and the handler calls go from one per packet to one per
     // burst.
+    if (ci.t && ci.t->burstsEnded && !ci.touched) {
+        ci.touched = true;
+        ci.t->touched.push_back(c.weak_from_this());
+    }
     scheduleFlush(c);
 }
 
@@ -912,6 +921,12 @@ void ConnectionDriver::flush(Connection& c) {
     }
 }
 
+void ConnectionDriver::runScheduled(Connection& c) {
+    deliver(c); // writes its handlers make join this flush
+    c.impl_->flushScheduled = false;
+    flush(c);
+}
+
 void ConnectionDriver::scheduleFlush(Connection& c) {
     auto& ci = *c.impl_;
     if (ci.flushScheduled || !ci.t)
@@ -919,11 +934,9 @@ void ConnectionDriver::scheduleFlush(Connection& c) {
     ci.flushScheduled = true;
     asio::post(ci.t->io, [weak = c.weak_from_this()] {
         auto conn = weak.lock();
-        if (!conn)
-            return;
-        deliver(*conn); // writes its handlers make join this flush
-        conn->impl_->flushScheduled = false;
-        flush(*conn);
+        if (!conn || !conn->impl_->flushScheduled)
+            return; // gone, or Transport::endOfBurst did it
+        runScheduled(*conn);
     });
 }
 
@@ -1293,6 +1306,19 @@ void Transport::receive(std::span<const std::uint8_t> datagram, const dht::Socke
         s.accept(datagram, from, vc);
     else
         s.maybeReset(datagram, from);
+}
+
+void Transport::endOfBurst() {
+    impl_->burstsEnded = true;
+    auto touched = std::move(impl_->touched);
+    impl_->touched.clear();
+    for (auto& weak : touched)
+        if (auto c = weak.lock()) {
+            auto& ci = ConnectionAccess::impl(*c);
+            ci.touched = false;
+            if (ci.flushScheduled)
+                ConnectionDriver::runScheduled(*c);
+        }
 }
 
 void Transport::Impl::accept(std::span<const std::uint8_t> pkt, const dht::SocketAddress& from,

@@ -162,6 +162,10 @@ public:
 
     // A datagram whose first byte has the QUIC fixed bit (UdpEndpoint's "other" kind).
     void receive(std::span<const std::uint8_t> datagram, const dht::SocketAddress& from);
+    // Says that a burst of receive() calls is over: the connections they touched hand their
+    // data to the owners and send their acknowledgements and answers now. Without it they do
+    // so on the next turn of the io_context (one post later).
+    void endOfBurst();
 
     // Client side: handshakes with `to`, expecting `peer`'s key. `done` runs once: with the
     // connection when the handshake is confirmed, or with nullptr and a reason.

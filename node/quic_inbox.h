@@ -25,8 +25,10 @@ public:
     using Deliver = std::function<void(std::span<const std::uint8_t>, const dht::SocketAddress&)>;
     static constexpr std::size_t kMaxQueued = 8192;
 
-    // `deliver` runs on `io`'s thread, once per datagram.
-    DatagramInbox(asio::io_context& io, Deliver deliver) : io_(io), deliver_(std::move(deliver)) {}
+    // `deliver` runs on `io`'s thread, once per datagram; `burstDone` (optional) after each
+    // batch (Transport::endOfBurst).
+    DatagramInbox(asio::io_context& io, Deliver deliver, std::function<void()> burstDone = {})
+        : io_(io), deliver_(std::move(deliver)), burstDone_(std::move(burstDone)) {}
 
     // Any thread. `run` holds datagrams of `segmentSize` bytes, the last possibly shorter
     // (one datagram: segmentSize == run.size()).
@@ -89,6 +91,8 @@ private:
                 deliver_(all.subspan(offset, std::min(run.segmentSize, all.size() - offset)),
                          run.from);
         }
+        if (burstDone_)
+            burstDone_();
         // The buffers serve the next runs: no allocation (and page faults) per receive.
         std::lock_guard lock(mutex_);
         for (auto& run : batch) {
@@ -100,6 +104,7 @@ private:
 
     asio::io_context& io_;
     Deliver deliver_;
+    std::function<void()> burstDone_;
     mutable std::mutex mutex_;
     std::vector<Run> queue_;
     static constexpr std::size_t kMaxSpare = 64; // kept buffers: at most 4 MiB of 64 KiB ones
