@@ -250,7 +250,10 @@ void Overlay::Impl::start() {
     ctx.sock = std::make_unique<DhtSocket>(endpoint);
 
     runner = std::make_unique<::dht::DhtRunner>();
-    endpoint->start();
+    if (config.receiveOnIoThread)
+        endpoint->start(io);
+    else
+        endpoint->start();
     runner->run(cfg, std::move(ctx));
 
     bootstrapList = config.bootstrap;

@@ -37,6 +37,9 @@ struct OverlayConfig {
     bool publicBootstrap = true;        // use kPublicBootstrap on network 0 when nothing else
     std::string nodesFile;              // known nodes, loaded at start and saved at stop
     std::string name;                   // display name for the key card
+    // Receive on the io_context's thread instead of the endpoint's own (UdpEndpoint::start(io));
+    // the owner then runs the io_context for the overlay's whole life, shutdown included.
+    bool receiveOnIoThread = false;
 };
 
 struct OverlayStatus {

@@ -4,6 +4,9 @@
 #include "dht_packet_filter.h"
 
 #include <array>
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -14,8 +17,18 @@
 #include <sys/socket.h>
 #include <system_error>
 #include <unistd.h>
+#include <vector>
 
 namespace parley::dht {
+
+struct UdpEndpoint::Watch {
+    struct Socket {
+        int fd;                                 // ours, read by receiveFrom
+        asio::posix::stream_descriptor watcher; // a duplicate of it, which asio owns
+    };
+    asio::io_context& io;
+    std::vector<std::unique_ptr<Socket>> sockets;
+};
 
 namespace {
 
@@ -155,9 +168,57 @@ void UdpEndpoint::start() {
     thread_ = std::thread([this] { receiveLoop(); });
 }
 
+void UdpEndpoint::start(asio::io_context& io) {
+    if (running_.exchange(true))
+        return;
+    watch_ = std::make_unique<Watch>(Watch{io, {}});
+    for (int fd : {fd4_, fd6_}) {
+        if (fd < 0)
+            continue;
+        int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (copy < 0) {
+            running_ = false;
+            watch_.reset();
+            throw sysError("cannot watch the UDP socket");
+        }
+        watch_->sockets.push_back(std::make_unique<Watch::Socket>(
+            Watch::Socket{fd, asio::posix::stream_descriptor(io, copy)}));
+    }
+    for (std::size_t i = 0; i < watch_->sockets.size(); ++i)
+        watch(i);
+}
+
+void UdpEndpoint::watch(std::size_t index) {
+    auto& socket = *watch_->sockets[index];
+    // A handler that runs after stop() sees an error (the watcher was closed) and returns at
+    // once, without touching the endpoint, which may be gone by then.
+    socket.watcher.async_wait(asio::posix::stream_descriptor::wait_read,
+                              [this, index](const std::error_code& ec) {
+                                  if (ec || !running_)
+                                      return;
+                                  drainOnIo(index);
+                              });
+}
+
+void UdpEndpoint::drainOnIo(std::size_t index) {
+    if (receiveFrom(watch_->sockets[index]->fd)) {
+        watch(index);
+        return;
+    }
+    // More to read than one budget: let other work on the io thread run first, then read on.
+    asio::post(watch_->io, [this, index, alive = std::weak_ptr<bool>(alive_)] {
+        if (!alive.expired() && running_)
+            drainOnIo(index);
+    });
+}
+
 void UdpEndpoint::stop() {
     if (!running_.exchange(false))
         return;
+    if (watch_) {
+        watch_.reset(); // closes the duplicates; pending waits end with an error
+        return;
+    }
     std::uint8_t b = 1;
     [[maybe_unused]] auto n = ::write(wakeWrite_, &b, 1);
     if (thread_.joinable())
@@ -294,7 +355,7 @@ void UdpEndpoint::receiveLoop() {
     }
 }
 
-void UdpEndpoint::receiveFrom(int fd) {
+bool UdpEndpoint::receiveFrom(int fd) {
     // The receive thread's buffer lives in the endpoint: a thread_local of this size would
     // enlarge the static TLS block of every thread in the process (SDL's audio thread, with
     // its 64 KiB stack, then failed to start).
@@ -313,8 +374,11 @@ void UdpEndpoint::receiveFrom(int fd) {
             msg.msg_controllen = control.size();
         }
         auto n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
-        if (n < 0)
-            return; // EAGAIN, or an ICMP error surfaced on the socket: nothing to read
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return true;
+            continue; // EINTR, or a socket error surfaced (and cleared): read on
+        }
         from.setLength(msg.msg_namelen);
         // With GRO, one receive may carry several datagrams of one size from one sender.
         auto size = static_cast<std::size_t>(n);
@@ -351,6 +415,7 @@ void UdpEndpoint::receiveFrom(int fd) {
         if (runEnd > runStart)
             dispatch(all.subspan(runStart, runEnd - runStart), segment, from);
     }
+    return false;
 }
 
 void UdpEndpoint::dispatch(std::span<const std::uint8_t> data, std::size_t segmentSize,

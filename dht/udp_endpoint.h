@@ -15,6 +15,10 @@
 #include <string>
 #include <thread>
 
+namespace asio {
+class io_context;
+}
+
 namespace parley::dht {
 
 class DhtPacketFilter;
@@ -54,10 +58,15 @@ public:
     UdpEndpoint(const UdpEndpoint&) = delete;
     UdpEndpoint& operator=(const UdpEndpoint&) = delete;
 
-    // Handlers run on the endpoint's receive thread; they must not block.
+    // Handlers run on the endpoint's receive thread (or `io`'s, below); they must not block.
     void setDhtHandler(Handler handler);
     void setOtherHandler(RunHandler handler);
     void start();
+    // Receives on `io`'s thread instead of a thread of its own (asio watches the sockets): a
+    // burst of datagrams then costs one thread wake-up instead of two (the receive thread's,
+    // then the io thread's), and the handlers run on that thread. stop() must then run on
+    // that thread, or once nothing runs `io` any more.
+    void start(asio::io_context& io);
     void stop();
 
     int sendDht(const SocketAddress& to, std::span<const std::uint8_t> data);
@@ -79,6 +88,7 @@ public:
                              std::uint16_t type);
 
     std::uint16_t port() const { return port_; }
+    bool receivesOnIo() const { return watch_ != nullptr; }
     const SocketAddress& bound4() const { return bound4_; }
     const SocketAddress& bound6() const { return bound6_; }
     bool hasIPv4() const { return fd4_ >= 0; }
@@ -91,7 +101,13 @@ private:
     int sendSegmented(int fd, const SocketAddress& to, std::span<const std::uint8_t> data,
                       std::size_t segmentSize);
     void receiveLoop();
-    void receiveFrom(int fd);
+    // Reads up to a budget of receives; false when the budget ran out before the socket was
+    // empty.
+    bool receiveFrom(int fd);
+    struct Watch; // start(io): the sockets as asio sees them
+    void watch(std::size_t index);
+    void drainOnIo(std::size_t index);
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true); // for posted continuations
     // One datagram, or a run of QUIC datagrams of `segmentSize` bytes (the last may be shorter).
     void dispatch(std::span<const std::uint8_t> data, std::size_t segmentSize,
                   const SocketAddress& from);
@@ -100,6 +116,7 @@ private:
     SocketAddress bound4_, bound6_;
     std::uint16_t port_ = 0;
     std::thread thread_;
+    std::unique_ptr<Watch> watch_;
     std::atomic<bool> running_{false};
 
     mutable std::mutex handlerMutex_; // guards the handlers against concurrent replacement

@@ -408,6 +408,9 @@ void Node::Impl::startTransport() {
 Node::Node(NodeOptions options, dht::Identity identity) : impl_(std::make_unique<Impl>()) {
     impl_->options = std::move(options);
     impl_->id = identity.contactId();
+    // The node's io thread reads the socket itself: one thread wake-up per burst of datagrams
+    // instead of two (docs/PERFORMANCE.md).
+    impl_->options.overlay.receiveOnIoThread = true;
     impl_->overlay =
         std::make_unique<dht::Overlay>(impl_->io, std::move(identity), impl_->options.overlay);
 }

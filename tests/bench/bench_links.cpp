@@ -15,7 +15,8 @@
 // RUNS 0 skips the set-up runs, PINGS 0 the RTT, MIB 0 the throughput (RUNS and PINGS 0: no
 // DHT at all). SETTLE_SECONDS: a new pair waits that long after becoming contacts before its
 // first ping (its routing tables mature). PARLEY_TEST_LOG=info shows the nodes' logs.
-// For comparisons: BENCH_CC=cubic|bbr|bbr2, BENCH_PACING=0, BENCH_GSO=0 (no GSO/GRO).
+// For comparisons: BENCH_CC=cubic|bbr|bbr2, BENCH_PACING=0, BENCH_GSO=0 (no GSO/GRO),
+// BENCH_RECEIVE_THREAD=1 (the endpoint reads on its own thread, not the io thread).
 #include "dht/udp_endpoint.h"
 #include "node/contacts.h"
 #include "node/quic.h"
@@ -369,7 +370,12 @@ struct Side {
             inbox->push(run, segmentSize, from);
         });
         auto before = threadIds();
-        endpoint->start();
+        // As the node does: the io thread reads the socket (BENCH_RECEIVE_THREAD=1: the
+        // endpoint's own receive thread does).
+        if (const char* r = std::getenv("BENCH_RECEIVE_THREAD"); r && std::string(r) == "1")
+            endpoint->start();
+        else
+            endpoint->start(io);
         for (auto tid : threadIds())
             if (std::find(before.begin(), before.end(), tid) == before.end())
                 receiveTid = tid;
@@ -381,7 +387,8 @@ struct Side {
             std::this_thread::yield();
         // Thread names, for `perf report --sort comm` and top -H.
         nameThread(ioTid, name + "-io");
-        nameThread(receiveTid, name + "-recv");
+        if (receiveTid)
+            nameThread(receiveTid, name + "-recv");
     }
     template <class F> void run(F&& f) {
         std::promise<void> done;
@@ -394,7 +401,7 @@ struct Side {
     ~Side() {
         run([&] { transport->shutdown(); });
         std::this_thread::sleep_for(50ms); // let the CONNECTION_CLOSE go out
-        endpoint->stop();
+        run([&] { endpoint->stop(); });    // on the io thread, which may read the socket
         work.reset();
         io.stop();
         thread.join();
@@ -575,9 +582,11 @@ double quicThroughputOnce(std::uint64_t mib, const dht::Identity& clientId,
             };
             std::printf("  CPU per thread:\n");
             line("client io thread (sender)", client.ioTid);
-            line("client receive thread", client.receiveTid);
+            if (client.receiveTid)
+                line("client receive thread", client.receiveTid);
             line("server io thread (receiver)", server.ioTid);
-            line("server receive thread", server.receiveTid);
+            if (server.receiveTid)
+                line("server receive thread", server.receiveTid);
             std::printf("    %-28s %.2f s\n", "everything else",
                         (cpu1.process - cpu0.process) - known);
         }

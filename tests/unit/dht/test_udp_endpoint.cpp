@@ -2,9 +2,14 @@
 #include "dht/udp_endpoint.h"
 #include "support/test_support.h"
 
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <future>
 #include <mutex>
+#include <thread>
 
 using namespace parley::dht;
 
@@ -130,6 +135,52 @@ TEST_CASE("a segmented send arrives as the datagrams it holds, GSO and GRO on or
     SECTION("both off") {
         checkSegmentedSend(false, false);
     }
+}
+
+TEST_CASE("an endpoint can receive on an io_context's thread") {
+    asio::io_context io;
+    auto work = asio::make_work_guard(io);
+    std::thread::id ioThread;
+    std::thread runner([&] {
+        ioThread = std::this_thread::get_id();
+        io.run();
+    });
+    UdpEndpoint a("127.0.0.1", 0), b("127.0.0.1", 0);
+    std::atomic<int> received{0}, offThread{0};
+    b.setOtherHandler(
+        [&](std::span<const std::uint8_t> run, std::size_t segment, const SocketAddress&) {
+            if (std::this_thread::get_id() != ioThread)
+                ++offThread;
+            received += static_cast<int>((run.size() + segment - 1) / segment);
+        });
+    b.setSegmentationOffload(false); // one receive per datagram
+    b.start(io);
+    CHECK(b.receivesOnIo());
+    // More datagrams than one turn reads (256): the rest must still come, without new ones
+    // arriving to wake the reader up.
+    auto to = *SocketAddress::parse("127.0.0.1", b.port());
+    std::vector<std::uint8_t> quic = {0xc0, 1, 2, 3};
+    a.setSegmentationOffload(false);
+    std::promise<void> held;
+    asio::post(io, [&] { held.get_future().wait(); }); // the io thread is busy meanwhile
+    for (int i = 0; i < 700; ++i)
+        REQUIRE(a.sendOther(to, quic) == 0);
+    held.set_value();
+    REQUIRE(parley::test::eventually([&] { return received == 700; }, std::chrono::seconds(5)));
+    CHECK(offThread == 0);
+    std::promise<void> stopped;
+    asio::post(io, [&] {
+        b.stop();
+        stopped.set_value();
+    });
+    stopped.get_future().wait();
+    CHECK_FALSE(b.receivesOnIo());
+    REQUIRE(a.sendOther(to, quic) == 0); // nobody reads now
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(received == 700);
+    work.reset();
+    io.stop();
+    runner.join();
 }
 
 TEST_CASE("binding a port in use fails with a readable error") {
