@@ -143,42 +143,10 @@ private:
     std::map<std::string, Clock::time_point> seen_;
 };
 
-struct Network {
-    std::uint32_t id = test::randomNetworkId();
-    test::TestNode seed = test::startTestNode(test::makeIdentity("seed"), id, {});
-    std::vector<test::TestNode> helpers;
-    Network() {
-        for (int i = 0; i < 4; ++i)
-            helpers.push_back(test::startTestNode(test::makeIdentity("h"), id, {seed.address()}));
-    }
-    test::TestNode start(const dht::Identity& who, bool controlSocket) {
-        auto n = test::startTestNode(who, id, {seed.address()}, controlSocket);
-        test::eventually([&] { return n.node->status()["dht"]["state"] == "connected"; }, 20s, 1ms);
-        return n;
-    }
-};
-
-std::string stateOf(node::Node& n, const dht::ContactId& id) {
-    auto cs = n.call([&] { return n.contacts().contacts(); });
-    for (const auto& c : cs)
-        if (c["id"] == id.toHex())
-            return c["state"];
-    return "none";
-}
-
-// a adds b, b accepts, a sees it accepted and b online. False when a step takes over 20 s.
+// Contacts (test::makeContacts), and a sees b online. False when a step takes over 20 s.
 bool makeContacts(node::Node& a, const dht::ContactId& aId, node::Node& b,
                   const dht::ContactId& bId) {
-    if (!test::eventually([&] { return a.lookup(bId, 3s).card.has_value(); }, 20s))
-        return false;
-    a.call([&] {
-        a.contacts().add(bId, "bench", "", [](json) {});
-        return 0;
-    });
-    if (!test::eventually([&] { return stateOf(b, aId) == "incoming"; }, 20s, 2ms))
-        return false;
-    b.call([&] { return b.contacts().accept(aId); });
-    return test::eventually([&] { return stateOf(a, bId) == "accepted"; }, 20s, 2ms) &&
+    return test::makeContacts(a, aId, b, bId) &&
            test::eventually(
                [&] { return a.call([&] { return a.contacts().online(bId).value_or(false); }); },
                20s, 2ms);
@@ -376,10 +344,11 @@ int main(int argc, char** argv) {
     // The nodes' info lines (links up and down) would bury the figures; PARLEY_TEST_LOG
     // still overrides this.
     spdlog::set_level(spdlog::level::warn);
-    Network net;
+    test::TestNetwork net(4);
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
-    auto a = net.start(aId, false);
-    auto b = net.start(bId, true); // its control socket shows when messages are stored
+    auto a = net.start(aId);
+    auto b = net.start(
+        bId, nullptr, {.controlSocket = true}); // its control socket shows when messages are stored
     if (!makeContacts(*a.node, aId.contactId(), *b.node, bId.contactId())) {
         std::printf("alice and bob did not become contacts\n");
         return 1;

@@ -68,67 +68,6 @@ void report(const char* what, const std::vector<double>& v) {
 
 // --- a. set-up --------------------------------------------------------------------------------
 
-struct Network {
-    std::uint32_t id = test::randomNetworkId();
-    test::TestNode seed = test::startTestNode(test::makeIdentity("seed"), id, {});
-    std::vector<test::TestNode> helpers;
-    Network() {
-        for (int i = 0; i < 4; ++i)
-            helpers.push_back(test::startTestNode(test::makeIdentity("h"), id, {seed.address()}));
-    }
-    test::TestNode start(const dht::Identity& who, std::unique_ptr<test::TempDir> dir = nullptr) {
-        auto n = test::startTestNode(who, id, {seed.address()}, false, std::move(dir));
-        test::eventually([&] { return n.node->status()["dht"]["state"] == "connected"; }, 20s, 1ms);
-        return n;
-    }
-    // As test::startTestNode on an existing profile, but on a given UDP port (a daemon
-    // restarted with the same --port).
-    test::TestNode restart(const dht::Identity& who, std::unique_ptr<test::TempDir> dir,
-                           std::uint16_t port) {
-        test::TestNode t;
-        t.dir = std::move(dir);
-        node::NodeOptions options;
-        options.profileDir = t.dir->path;
-        options.controlSocket = false;
-        options.overlay.bindAddress = "127.0.0.1";
-        options.overlay.port = port;
-        options.overlay.network = id;
-        options.overlay.bootstrap = {seed.address()};
-        options.overlay.lanDiscovery = false;
-        options.overlay.publicBootstrap = false;
-        options.overlay.nodesFile = (t.dir->path / "nodes.txt").string();
-        options.overlay.name = who.name();
-        options.presencePoll = std::chrono::seconds(2);
-        t.node = std::make_unique<node::Node>(options, who);
-        t.node->start();
-        test::eventually([&] { return t.node->status()["dht"]["state"] == "connected"; }, 20s, 1ms);
-        return t;
-    }
-};
-
-std::string stateOf(node::Node& n, const dht::ContactId& id) {
-    auto cs = n.call([&] { return n.contacts().contacts(); });
-    for (const auto& c : cs)
-        if (c["id"] == id.toHex())
-            return c["state"];
-    return "none";
-}
-
-// a adds b, b accepts, a sees it accepted. False when any step takes longer than 20 s.
-bool makeContacts(node::Node& a, const dht::ContactId& aId, node::Node& b,
-                  const dht::ContactId& bId) {
-    if (!test::eventually([&] { return a.lookup(bId, 3s).card.has_value(); }, 20s))
-        return false;
-    a.call([&] {
-        a.contacts().add(bId, "bench", "", [](json) {});
-        return 0;
-    });
-    if (!test::eventually([&] { return stateOf(b, aId) == "incoming"; }, 20s, 2ms))
-        return false;
-    b.call([&] { return b.contacts().accept(aId); });
-    return test::eventually([&] { return stateOf(a, bId) == "accepted"; }, 20s, 2ms);
-}
-
 struct SetupSample {
     bool ok = false;
     double setupMs = 0, wallMs = 0, rttMs = 0;
@@ -186,14 +125,14 @@ void printSample(const char* kind, int run, const SetupSample& s) {
     std::fflush(stdout);
 }
 
-void benchSetup(Network& net, int runs, int pings, std::chrono::seconds settle) {
+void benchSetup(test::TestNetwork& net, int runs, int pings, std::chrono::seconds settle) {
     std::printf("== set-up of a first connection, loopback, 7-node DHT (seed + 4 helpers + 2)\n");
     // One long-lived pair; the pinger restarts (stop, then start on the same profile) so that
     // neither side keeps anything of the old connection in memory.
     auto xId = test::makeIdentity("x"), yId = test::makeIdentity("y");
     auto x = net.start(xId);
     auto y = net.start(yId);
-    if (!makeContacts(*x.node, xId.contactId(), *y.node, yId.contactId())) {
+    if (!test::makeContacts(*x.node, xId.contactId(), *y.node, yId.contactId())) {
         std::printf("restart runs: contact set-up failed\n");
         return;
     }
@@ -212,7 +151,7 @@ void benchSetup(Network& net, int runs, int pings, std::chrono::seconds settle) 
             restarted.node->stop();
             restarted.node.reset();
             auto t0 = Clock::now();
-            restarted = samePort ? net.restart(restartedId, std::move(restarted.dir), port)
+            restarted = samePort ? net.start(restartedId, std::move(restarted.dir), {.port = port})
                                  : net.start(restartedId, std::move(restarted.dir));
             joins.push_back(ms(Clock::now() - t0));
             auto s = firstPing(*restarted.node, other.contactId());
@@ -240,7 +179,7 @@ void benchSetup(Network& net, int runs, int pings, std::chrono::seconds settle) 
         auto bId = test::makeIdentity("b" + std::to_string(run));
         auto a = net.start(aId);
         auto b = net.start(bId);
-        if (!makeContacts(*a.node, aId.contactId(), *b.node, bId.contactId())) {
+        if (!test::makeContacts(*a.node, aId.contactId(), *b.node, bId.contactId())) {
             std::printf("    new pair %d: contact set-up failed\n", run);
             ++fresh.failed;
             continue;
@@ -665,7 +604,7 @@ int main(int argc, char** argv) {
     auto settle = std::chrono::seconds(argc > 4 ? std::atoi(argv[4]) : 0);
     int repeats = argc > 5 ? std::max(1, std::atoi(argv[5])) : 5;
     if (runs > 0 || pings > 0) {
-        Network net;
+        test::TestNetwork net(4);
         benchSetup(net, runs, pings, settle);
     }
     if (mib > 0)

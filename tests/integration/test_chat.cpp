@@ -16,45 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-bool waitConnected(node::Node& n) {
-    return test::eventually([&] { return n.status()["dht"]["state"] == "connected"; }, 20s);
-}
-
-struct Network {
-    std::uint32_t id = test::randomNetworkId();
-    dht::Identity seedId = test::makeIdentity("seed");
-    test::TestNode seed = test::startTestNode(seedId, id, {});
-    test::TestNode start(const dht::Identity& who, std::unique_ptr<test::TempDir> dir = nullptr) {
-        auto n = test::startTestNode(who, id, {seed.address()}, false, std::move(dir));
-        REQUIRE(waitConnected(*n.node));
-        return n;
-    }
-};
-
-std::string stateOf(node::Node& n, const dht::ContactId& id) {
-    auto list = n.call([&] { return n.contacts().contacts(); });
-    for (const auto& c : list)
-        if (c["id"] == id.toHex())
-            return c["state"];
-    return "none";
-}
-
-// a asks, b accepts; both wait until they agree.
-void makeContacts(node::Node& a, const dht::Identity& aId, node::Node& b,
-                  const dht::Identity& bId) {
-    REQUIRE(test::eventually([&] { return a.lookup(bId.contactId(), 3s).card.has_value(); }, 20s));
-    auto done = std::make_shared<std::promise<json>>();
-    auto future = done->get_future();
-    a.call([&] {
-        a.contacts().add(bId.contactId(), "", "", [done](json r) { done->set_value(r); });
-        return 0;
-    });
-    future.get();
-    REQUIRE(test::eventually([&] { return stateOf(b, aId.contactId()) == "incoming"; }, 20s));
-    b.call([&] { return b.contacts().accept(aId.contactId()); });
-    REQUIRE(test::eventually([&] { return stateOf(a, bId.contactId()) == "accepted"; }, 20s));
-}
-
 json send(node::Node& n, const dht::ContactId& to, const std::string& text) {
     return n.call([&] { return n.chat().send(to, text); });
 }
@@ -97,11 +58,11 @@ std::uint64_t counter(const json& counters, const std::string& name) {
 } // namespace
 
 TEST_CASE("chat: both directions at once over the link, exactly once, in order, read receipts") {
-    Network net;
+    test::TestNetwork net;
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
     auto a = net.start(aId);
     auto b = net.start(bId);
-    makeContacts(*a.node, aId, *b.node, bId);
+    REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
 
     constexpr int kEach = 200;
     auto first = send(*a.node, bId.contactId(), "a1");
@@ -140,11 +101,11 @@ TEST_CASE("chat: both directions at once over the link, exactly once, in order, 
 }
 
 TEST_CASE("chat: a message for an offline contact arrives after the sender has left") {
-    Network net;
+    test::TestNetwork net;
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
     auto a = net.start(aId);
     auto b = net.start(bId);
-    makeContacts(*a.node, aId, *b.node, bId);
+    REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
     send(*a.node, bId.contactId(), "m1"); // over the link, to have one
     REQUIRE(test::eventually([&] { return countOut(*a.node, bId.contactId(), {"delivered"}) == 1; },
                              20s));
@@ -174,7 +135,7 @@ TEST_CASE("chat: a message for an offline contact arrives after the sender has l
 }
 
 TEST_CASE("chat: three contacts chatting pairwise") {
-    Network net;
+    test::TestNetwork net;
     std::vector<dht::Identity> ids = {test::makeIdentity("ann"), test::makeIdentity("ben"),
                                       test::makeIdentity("cat")};
     std::vector<test::TestNode> nodes;
@@ -182,7 +143,7 @@ TEST_CASE("chat: three contacts chatting pairwise") {
         nodes.push_back(net.start(id));
     for (std::size_t i = 0; i < 3; ++i)
         for (std::size_t j = i + 1; j < 3; ++j)
-            makeContacts(*nodes[i].node, ids[i], *nodes[j].node, ids[j]);
+            REQUIRE(test::makeContacts(*nodes[i].node, ids[i], *nodes[j].node, ids[j]));
     constexpr int kEach = 20;
     for (int k = 1; k <= kEach; ++k)
         for (std::size_t i = 0; i < 3; ++i)
@@ -203,13 +164,13 @@ TEST_CASE("chat: three contacts chatting pairwise") {
 }
 
 TEST_CASE("chat: replayed, forged and strangers' messages through the DHT are dropped") {
-    Network net;
+    test::TestNetwork net;
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob"),
          mId = test::makeIdentity("mallory");
     auto a = net.start(aId);
     auto b = net.start(bId);
     auto m = net.start(mId);
-    makeContacts(*a.node, aId, *b.node, bId);
+    REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
     auto bKey = bId.publicKeyDer();
 
     auto put = [&](node::Node& from, const dht::Envelope& e) {
@@ -268,11 +229,11 @@ TEST_CASE("chat: replayed, forged and strangers' messages through the DHT are dr
 }
 
 TEST_CASE("chat: while the receiver's database is locked, nothing is acknowledged") {
-    Network net;
+    test::TestNetwork net;
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
     auto a = net.start(aId);
     auto b = net.start(bId);
-    makeContacts(*a.node, aId, *b.node, bId);
+    REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
     send(*a.node, bId.contactId(), "before");
     REQUIRE(test::eventually([&] { return countOut(*a.node, bId.contactId(), {"delivered"}) == 1; },
                              20s));

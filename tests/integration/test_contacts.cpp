@@ -28,11 +28,6 @@ json entry(node::Node& n, const dht::ContactId& id) {
     return nullptr;
 }
 
-std::string stateOf(node::Node& n, const dht::ContactId& id) {
-    auto e = entry(n, id);
-    return e.is_null() ? "none" : e["state"].get<std::string>();
-}
-
 std::string add(node::Node& from, const dht::ContactId& to, const std::string& message) {
     auto promise = std::make_shared<std::promise<json>>();
     auto future = promise->get_future();
@@ -47,26 +42,10 @@ std::int64_t counter(node::Node& n, const std::string& name) {
     return n.call([&] { return n.contacts().counters()[name].get<std::int64_t>(); });
 }
 
-bool waitConnected(node::Node& n) {
-    return test::eventually([&] { return n.status()["dht"]["state"] == "connected"; }, 20s);
-}
-
-// A little network: `seed` stays up as storage while others come and go.
-struct Network {
-    std::uint32_t id = test::randomNetworkId();
-    dht::Identity seedId = test::makeIdentity("seed");
-    test::TestNode seed = test::startTestNode(seedId, id, {});
-    test::TestNode start(const dht::Identity& who, std::unique_ptr<test::TempDir> dir = nullptr) {
-        auto n = test::startTestNode(who, id, {seed.address()}, false, std::move(dir));
-        REQUIRE(waitConnected(*n.node));
-        return n;
-    }
-};
-
 } // namespace
 
 TEST_CASE("A adds B, B accepts, both see each other's presence change") {
-    Network net;
+    test::TestNetwork net;
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
     auto a = net.start(aId);
     auto b = net.start(bId);
@@ -75,17 +54,18 @@ TEST_CASE("A adds B, B accepts, both see each other's presence change") {
                              20s));
 
     CHECK(add(*a.node, bId.contactId(), "hi bob") == "stored");
-    CHECK(stateOf(*a.node, bId.contactId()) == "outgoing");
+    CHECK(test::contactState(*a.node, bId.contactId()) == "outgoing");
     REQUIRE(test::eventually([&] { return requestsOf(*b.node).size() == 1; }, 20s));
     auto request = requestsOf(*b.node)[0];
     CHECK(request["id"] == aId.contactId().toHex());
     CHECK(request["name"] == "alice");
     CHECK(request["message"] == "hi bob");
-    CHECK(stateOf(*b.node, aId.contactId()) == "incoming");
+    CHECK(test::contactState(*b.node, aId.contactId()) == "incoming");
 
     b.node->call([&] { return b.node->contacts().accept(aId.contactId()); });
-    CHECK(stateOf(*b.node, aId.contactId()) == "accepted");
-    REQUIRE(test::eventually([&] { return stateOf(*a.node, bId.contactId()) == "accepted"; }, 20s));
+    CHECK(test::contactState(*b.node, aId.contactId()) == "accepted");
+    REQUIRE(test::eventually(
+        [&] { return test::contactState(*a.node, bId.contactId()) == "accepted"; }, 20s));
     CHECK(entry(*a.node, bId.contactId())["name"] == "bob");
 
     // Presence: online, then offline when B stops, then online again when B comes back.
@@ -101,11 +81,11 @@ TEST_CASE("A adds B, B accepts, both see each other's presence change") {
     CHECK(test::eventually([&] { return entry(*a.node, bId.contactId())["presence"] == "online"; },
                            20s));
     // All states survived B's restart.
-    CHECK(stateOf(*b2.node, aId.contactId()) == "accepted");
+    CHECK(test::contactState(*b2.node, aId.contactId()) == "accepted");
 }
 
 TEST_CASE("decline and block: a blocked sender's new request is dropped unseen") {
-    Network net;
+    test::TestNetwork net;
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
     auto a = net.start(aId);
     auto b = net.start(bId);
@@ -118,13 +98,13 @@ TEST_CASE("decline and block: a blocked sender's new request is dropped unseen")
         return 0;
     });
     CHECK(requestsOf(*b.node).empty());
-    CHECK(stateOf(*a.node, bId.contactId()) == "outgoing"); // A is not told
+    CHECK(test::contactState(*a.node, bId.contactId()) == "outgoing"); // A is not told
 
     b.node->call([&] {
         b.node->contacts().block(aId.contactId());
         return 0;
     });
-    CHECK(stateOf(*b.node, aId.contactId()) == "blocked");
+    CHECK(test::contactState(*b.node, aId.contactId()) == "blocked");
     // A asks again: the envelope arrives but is dropped without a reply.
     a.node->call([&] {
         a.node->contacts().remove(bId.contactId());
@@ -133,13 +113,13 @@ TEST_CASE("decline and block: a blocked sender's new request is dropped unseen")
     add(*a.node, bId.contactId(), "second");
     CHECK(test::eventually([&] { return counter(*b.node, "envelopes_from_blocked") >= 1; }, 20s));
     CHECK(requestsOf(*b.node).empty());
-    CHECK(stateOf(*a.node, bId.contactId()) == "outgoing");
+    CHECK(test::contactState(*a.node, bId.contactId()) == "outgoing");
 
     b.node->call([&] {
         b.node->contacts().unblock(aId.contactId());
         return 0;
     });
-    CHECK(stateOf(*b.node, aId.contactId()) == "none");
+    CHECK(test::contactState(*b.node, aId.contactId()) == "none");
     CHECK_THROWS_AS(b.node->call([&] {
         b.node->contacts().accept(aId.contactId());
         return 0;
@@ -148,7 +128,7 @@ TEST_CASE("decline and block: a blocked sender's new request is dropped unseen")
 }
 
 TEST_CASE("a request reaches a recipient who was offline, after the sender left") {
-    Network net;
+    test::TestNetwork net;
     auto aId = test::makeIdentity("alice"), cId = test::makeIdentity("carol");
     auto a = net.start(aId);
     // Carol has been online once (her key card is in the DHT), then left.
@@ -166,7 +146,7 @@ TEST_CASE("a request reaches a recipient who was offline, after the sender left"
 }
 
 TEST_CASE("replayed and forged envelopes do nothing") {
-    Network net;
+    test::TestNetwork net;
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
     auto mallory = test::makeIdentity("mallory");
     auto b = net.start(bId);
@@ -243,5 +223,5 @@ TEST_CASE("replayed and forged envelopes do nothing") {
     fromCarol.from = carol.contactId();
     deliver(fromCarol, carol.contactId());
     CHECK(requestsOf(*b.node).size() == 99);
-    CHECK(stateOf(*b.node, carol.contactId()) == "incoming");
+    CHECK(test::contactState(*b.node, carol.contactId()) == "incoming");
 }

@@ -49,40 +49,6 @@ std::array<std::uint8_t, 16> randomEnvelopeId() {
     return id;
 }
 
-bool waitConnected(node::Node& n) {
-    return test::eventually([&] { return n.status()["dht"]["state"] == "connected"; }, 20s);
-}
-
-// A network with a seed that stays up; nodes start like test::startTestNode, with link
-// options and, for a restart in place, a fixed port.
-struct Network {
-    std::uint32_t id = test::randomNetworkId();
-    test::TestNode seed = test::startTestNode(test::makeIdentity("seed"), id, {});
-
-    test::TestNode start(const dht::Identity& who, std::unique_ptr<test::TempDir> dir = nullptr,
-                         node::LinkOptions links = {}, std::uint16_t port = 0) {
-        test::TestNode t;
-        t.dir = dir ? std::move(dir) : std::make_unique<test::TempDir>();
-        node::NodeOptions options;
-        options.profileDir = t.dir->path;
-        options.controlSocket = false;
-        options.overlay.bindAddress = "127.0.0.1";
-        options.overlay.port = port;
-        options.overlay.network = id;
-        options.overlay.bootstrap = {seed.address()};
-        options.overlay.lanDiscovery = false;
-        options.overlay.publicBootstrap = false;
-        options.overlay.nodesFile = (t.dir->path / "nodes.txt").string();
-        options.overlay.name = who.name();
-        options.presencePoll = 2s;
-        options.links = links;
-        t.node = std::make_unique<node::Node>(options, who);
-        t.node->start();
-        REQUIRE(waitConnected(*t.node));
-        return t;
-    }
-};
-
 // Two identities, ordered: the first is the QUIC client of the pair (node::isClientRole).
 std::pair<dht::Identity, dht::Identity> orderedPair(const std::string& lowName,
                                                     const std::string& highName) {
@@ -90,26 +56,6 @@ std::pair<dht::Identity, dht::Identity> orderedPair(const std::string& lowName,
     if (b.contactId() < a.contactId())
         std::swap(a, b);
     return {a, b};
-}
-
-std::string stateOf(node::Node& n, const dht::ContactId& id) {
-    for (const auto& c : n.call([&] { return n.contacts().contacts(); }))
-        if (c["id"] == id.toHex())
-            return c["state"];
-    return "none";
-}
-
-// a adds b, b accepts, a learns it: both are accepted contacts of each other.
-void makeContacts(node::Node& a, const dht::Identity& aId, node::Node& b,
-                  const dht::Identity& bId) {
-    REQUIRE(test::eventually([&] { return a.lookup(bId.contactId(), 3s).card.has_value(); }, 20s));
-    a.call([&] {
-        a.contacts().add(bId.contactId(), "let us talk", "", [](json) {});
-        return 0;
-    });
-    REQUIRE(test::eventually([&] { return stateOf(b, aId.contactId()) == "incoming"; }, 20s));
-    b.call([&] { return b.contacts().accept(aId.contactId()); });
-    REQUIRE(test::eventually([&] { return stateOf(a, bId.contactId()) == "accepted"; }, 20s));
 }
 
 std::uint64_t linkCount(node::Node& n, const std::string& name) {
@@ -383,11 +329,11 @@ struct LogCapture {
 TEST_CASE("links: a contact connects, the link is reused and set up again after a restart, "
           "an unused link closes",
           "[links]") {
-    Network net;
+    test::TestNetwork net;
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
     auto a = net.start(aId);
     auto b = net.start(bId);
-    makeContacts(*a.node, aId, *b.node, bId);
+    REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
     auto aIsClient = node::isClientRole(aId.contactId(), bId.contactId());
 
     auto first = a.node->ping(bId.contactId(), 3, 20ms, 30s);
@@ -433,7 +379,7 @@ TEST_CASE("links: a contact connects, the link is reused and set up again after 
     // link, set up through the DHT (B's old address for A is stale).
     node::LinkOptions shortIdle;
     shortIdle.idleClose = 2s;
-    auto a2 = net.start(aId, std::move(a.dir), shortIdle);
+    auto a2 = net.start(aId, std::move(a.dir), {.links = shortIdle});
     auto afterRestart = b.node->ping(aId.contactId(), 1, 0ms, 30s);
     INFO(afterRestart.dump());
     REQUIRE(afterRestart["connected"] == true);
@@ -460,13 +406,13 @@ TEST_CASE("links: when the server side crashes and restarts, the client notices 
           "reconnects",
           "[links]") {
     LogCapture logs(spdlog::level::info);
-    Network net;
+    test::TestNetwork net;
     const auto ids = orderedPair("client", "server");
     const auto& clientId = ids.first;
     const auto& serverId = ids.second;
     auto client = net.start(clientId);
     auto server = net.start(serverId);
-    makeContacts(*client.node, clientId, *server.node, serverId);
+    REQUIRE(test::makeContacts(*client.node, clientId, *server.node, serverId));
     auto port = server.node->port();
     server.node->stop();
     server.node.reset();
@@ -489,7 +435,7 @@ TEST_CASE("links: when the server side crashes and restarts, the client notices 
     // The stand-in crashes: not a byte leaves. The real server restarts on the same port.
     standIn->mute();
     standIn.reset();
-    auto restarted = net.start(serverId, std::move(server.dir), {}, port);
+    auto restarted = net.start(serverId, std::move(server.dir), {.port = port});
 
     // The client's next packet (this ping, or a keep-alive) meets a server that does not know
     // the connection: a stateless reset ends it at once, not the 30 s idle timeout, and the
@@ -516,7 +462,7 @@ TEST_CASE("links: when the server side crashes and restarts, the client notices 
 TEST_CASE("links: strangers get no connection, no answer and no handshake, an impostor's key "
           "is refused",
           "[links]") {
-    Network net;
+    test::TestNetwork net;
     // The victim is the lower id, so that it dials its contact as the QUIC client.
     const auto ids = orderedPair("victim", "contact");
     const auto& victimId = ids.first;
@@ -525,7 +471,7 @@ TEST_CASE("links: strangers get no connection, no answer and no handshake, an im
     auto victim = net.start(victimId);
     auto contact = net.start(contactId);
     auto stranger = net.start(strangerId);
-    makeContacts(*contact.node, contactId, *victim.node, victimId);
+    REQUIRE(test::makeContacts(*contact.node, contactId, *victim.node, victimId));
 
     // `parley ping` to someone who is not our contact is refused before anything is sent.
     auto refused = stranger.node->ping(victimId.contactId(), 1, 0ms, 5s);
@@ -556,7 +502,7 @@ TEST_CASE("links: strangers get no connection, no answer and no handshake, an im
     auto acceptance = connectEnvelope(dht::EnvelopeKind::contactAccept, victimId.contactId(),
                                       strangerId.contactId(), {});
     deliver(*stranger.node, acceptance, victimId.contactId());
-    REQUIRE(stateOf(*stranger.node, victimId.contactId()) == "accepted");
+    REQUIRE(test::contactState(*stranger.node, victimId.contactId()) == "accepted");
     auto unanswered = stranger.node->ping(victimId.contactId(), 1, 0ms, 6s);
     INFO(unanswered.dump());
     CHECK(unanswered["connected"] == false);
@@ -566,7 +512,8 @@ TEST_CASE("links: strangers get no connection, no answer and no handshake, an im
     // Its envelopes did arrive: the contact request waits for the victim's answer, the
     // connect request was dropped.
     CHECK(test::eventually(
-        [&] { return stateOf(*victim.node, strangerId.contactId()) == "incoming"; }, 20s));
+        [&] { return test::contactState(*victim.node, strangerId.contactId()) == "incoming"; },
+        20s));
     CHECK(test::eventually([&] { return contactCount(*victim.node, "connect_from_stranger") == 2; },
                            20s));
     CHECK(linkCount(*victim.node, "requests_received") == 0);
@@ -621,14 +568,14 @@ TEST_CASE("links: strangers get no connection, no answer and no handshake, an im
 }
 
 TEST_CASE("links: replayed, stale, early and unmatched connect envelopes do nothing", "[links]") {
-    Network net;
+    test::TestNetwork net;
     // B is the lower id: an answer it accepted would make it dial.
     const auto ids = orderedPair("bob", "alice");
     const auto& bId = ids.first;
     const auto& aId = ids.second;
     auto a = net.start(aId);
     auto b = net.start(bId);
-    makeContacts(*a.node, aId, *b.node, bId);
+    REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
     auto from = aId.contactId(), to = bId.contactId();
     auto nowhere = std::vector<std::string>{"127.0.0.1:9"}; // discard port: a dial would show
 
@@ -677,11 +624,11 @@ TEST_CASE("links: oversized and malformed control frames close the connection wi
           "the node keeps running",
           "[links]") {
     LogCapture logs(spdlog::level::warn);
-    Network net;
+    test::TestNetwork net;
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
     auto a = net.start(aId);
     auto b = net.start(bId);
-    makeContacts(*a.node, aId, *b.node, bId);
+    REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
     auto aShort = aId.contactId().shortHex();
 
     // A misbehaving program with A's key (B accepts it: A is a contact) on another port. It
@@ -762,7 +709,7 @@ TEST_CASE("links: oversized and malformed control frames close the connection wi
 TEST_CASE("links: a flood of unfinished handshakes and stranger connect envelopes stays "
           "bounded, a contact still connects",
           "[links]") {
-    Network net;
+    test::TestNetwork net;
     // B, the target, is the higher id: A dials it, into B's full handshake table.
     const auto ids = orderedPair("alice", "bob");
     const auto& aId = ids.first;
@@ -770,7 +717,7 @@ TEST_CASE("links: a flood of unfinished handshakes and stranger connect envelope
     auto attackerId = test::makeIdentity("attacker");
     auto a = net.start(aId);
     auto b = net.start(bId);
-    makeContacts(*a.node, aId, *b.node, bId);
+    REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
     const auto cap = TransportConfig{}.maxHandshakes;
 
     // Attackers on 20 addresses, one of them A's own (127.0.0.1), keep starting handshakes.
@@ -839,7 +786,7 @@ TEST_CASE("links: a flood of unfinished handshakes and stranger connect envelope
 TEST_CASE("links: a path that completes the handshake but never says hello does not block a "
           "working path",
           "[links]") {
-    Network net;
+    test::TestNetwork net;
     const auto ids = orderedPair("bob", "alice"); // B dials: it is the QUIC client
     const auto& bId = ids.first;
     const auto& aId = ids.second;
@@ -847,8 +794,8 @@ TEST_CASE("links: a path that completes the handshake but never says hello does 
     quick.helloTimeout = 2s;
     quick.attemptLifetime = 15s;
     auto a = net.start(aId);
-    auto b = net.start(bId, nullptr, quick);
-    makeContacts(*a.node, aId, *b.node, bId);
+    auto b = net.start(bId, nullptr, {.links = quick});
+    REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
 
     // Something with A's key had a link with B from another port, then closed it politely:
     // B remembers that address as A's. It still completes handshakes there, and then is

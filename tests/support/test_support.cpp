@@ -1,7 +1,10 @@
 // Test helpers.
 #include "test_support.h"
 
+#include "node/contacts.h"
+
 #include <cstdlib>
+#include <future>
 #include <random>
 #include <spdlog/spdlog.h>
 #include <stdexcept>
@@ -54,14 +57,22 @@ static void applyTestLogLevel() {
 TestNode startTestNode(const dht::Identity& identity, std::uint32_t network,
                        std::vector<std::string> bootstrap, bool controlSocket,
                        std::unique_ptr<TempDir> dir) {
+    return startTestNode(identity, network, std::move(bootstrap),
+                         TestNodeOptions{.controlSocket = controlSocket}, std::move(dir));
+}
+
+TestNode startTestNode(const dht::Identity& identity, std::uint32_t network,
+                       std::vector<std::string> bootstrap, const TestNodeOptions& testOptions,
+                       std::unique_ptr<TempDir> dir) {
     applyTestLogLevel();
     TestNode t;
     t.dir = dir ? std::move(dir) : std::make_unique<TempDir>();
     node::NodeOptions options;
     options.profileDir = t.dir->path;
-    options.controlSocket = controlSocket;
+    options.controlSocket = testOptions.controlSocket;
+    options.links = testOptions.links;
     options.overlay.bindAddress = "127.0.0.1";
-    options.overlay.port = 0;
+    options.overlay.port = testOptions.port;
     options.overlay.network = network;
     options.overlay.bootstrap = std::move(bootstrap);
     options.overlay.lanDiscovery = false;
@@ -84,6 +95,57 @@ bool eventually(const std::function<bool()>& predicate, std::chrono::millisecond
             return false;
         std::this_thread::sleep_for(step);
     }
+}
+
+bool waitDhtConnected(node::Node& n, std::chrono::milliseconds timeout) {
+    return eventually([&] { return n.status()["dht"]["state"] == "connected"; }, timeout,
+                      std::chrono::milliseconds(1));
+}
+
+TestNetwork::TestNetwork(int helperCount)
+    : id(randomNetworkId()), seed(startTestNode(makeIdentity("seed"), id, {})) {
+    for (int i = 0; i < helperCount; ++i)
+        helpers.push_back(startTestNode(makeIdentity("helper"), id, {seed.address()}));
+}
+
+TestNode TestNetwork::start(const dht::Identity& who, std::unique_ptr<TempDir> dir,
+                            const TestNodeOptions& options) {
+    auto t = startTestNode(who, id, {seed.address()}, options, std::move(dir));
+    if (!waitDhtConnected(*t.node))
+        throw std::runtime_error("test node " + who.name() + ": DHT not connected after 20 s");
+    return t;
+}
+
+std::string contactState(node::Node& n, const dht::ContactId& id) {
+    auto list = n.call([&] { return n.contacts().contacts(); });
+    for (const auto& c : list)
+        if (c["id"] == id.toHex())
+            return c["state"];
+    return "none";
+}
+
+bool makeContacts(node::Node& a, const dht::ContactId& aId, node::Node& b,
+                  const dht::ContactId& bId) {
+    using namespace std::chrono_literals;
+    if (!eventually([&] { return a.lookup(bId, 3s).card.has_value(); }, 20s))
+        return false;
+    auto added = std::make_shared<std::promise<void>>();
+    auto future = added->get_future();
+    a.call([&] {
+        a.contacts().add(bId, "let us talk", "", [added](nlohmann::json) { added->set_value(); });
+        return 0;
+    });
+    if (future.wait_for(20s) != std::future_status::ready)
+        return false;
+    if (!eventually([&] { return contactState(b, aId) == "incoming"; }, 20s, 2ms))
+        return false;
+    b.call([&] { return b.contacts().accept(aId); });
+    return eventually([&] { return contactState(a, bId) == "accepted"; }, 20s, 2ms);
+}
+
+bool makeContacts(node::Node& a, const dht::Identity& aId, node::Node& b,
+                  const dht::Identity& bId) {
+    return makeContacts(a, aId.contactId(), b, bId.contactId());
 }
 
 } // namespace parley::test
