@@ -13,6 +13,7 @@
 // Usage: bench_chat [LATENCY_RUNS=1000] [THROUGHPUT_N=20000] [SETUP_RUNS=30] [TEXT_BYTES=60]
 //                   [BATCH=500]
 // A count of 0 skips that part. BATCH: messages sent per turn of the sender's loop in (b).
+#include "bench_stats.h"
 #include "node/chat.h"
 #include "node/contacts.h"
 #include "node/links.h"
@@ -38,14 +39,8 @@ using nlohmann::json;
 
 namespace {
 
-double ms(Clock::duration d) {
-    return std::chrono::duration<double, std::milli>(d).count();
-}
-
-double pct(std::vector<double> v, double p) {
-    std::sort(v.begin(), v.end());
-    return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-}
+using bench::ms;
+using bench::pct;
 
 void report(const char* what, const std::vector<double>& v) {
     if (v.empty()) {

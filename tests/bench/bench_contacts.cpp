@@ -2,6 +2,7 @@
 // online recipient, and from `accept` to `accepted` at the sender; p50/p95 over N runs, each
 // with a new sender (a recipient takes at most 3 requests per sender per hour).
 // Usage: bench_contacts [RUNS=20] [SETTLE_SECONDS=0]
+#include "bench_stats.h"
 #include "node/contacts.h"
 #include "support/test_support.h"
 
@@ -13,10 +14,8 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-double ms(Clock::duration d) {
-    return std::chrono::duration<double, std::milli>(d).count();
-}
 
+using bench::ms;
 bool waitFor(const std::function<bool()>& f, std::chrono::milliseconds budget) {
     return test::eventually(f, budget, std::chrono::milliseconds(1));
 }
@@ -26,19 +25,14 @@ int main(int argc, char** argv) {
     int runs = argc > 1 ? std::atoi(argv[1]) : 20;
     // Seconds a new sender waits after joining before it sends (its routing table matures).
     auto settle = std::chrono::seconds(argc > 2 ? std::atoi(argv[2]) : 0);
-    auto network = test::randomNetworkId();
-    auto seed = test::startTestNode(test::makeIdentity("seed"), network, {});
-    std::vector<test::TestNode> helpers;
-    for (int i = 0; i < 4; ++i)
-        helpers.push_back(test::startTestNode(test::makeIdentity("h"), network, {seed.address()}));
+    test::TestNetwork net(4);
     auto bId = test::makeIdentity("bob");
-    auto b = test::startTestNode(bId, network, {seed.address()});
+    auto b = net.start(bId);
     std::vector<double> toVisible, toAccepted;
     int failed = 0;
     for (int run = 0; run < runs; ++run) {
         auto aId = test::makeIdentity("alice" + std::to_string(run));
-        auto a = test::startTestNode(aId, network, {seed.address()});
-        test::eventually([&] { return a.node->status()["dht"]["state"] == "connected"; }, 20s);
+        auto a = net.start(aId);
         test::eventually([&] { return a.node->lookup(bId.contactId(), 3s).card.has_value(); }, 20s);
         if (settle.count() > 0)
             std::this_thread::sleep_for(settle);
@@ -79,12 +73,8 @@ int main(int argc, char** argv) {
             std::printf("  %s: no successful run\n", what);
             return;
         }
-        std::sort(v.begin(), v.end());
-        auto pct = [&](double p) {
-            return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-        };
-        std::printf("  %s: p50 %.1f ms  p95 %.1f ms  max %.1f ms  (%zu runs)\n", what, pct(0.5),
-                    pct(0.95), v.back(), v.size());
+        std::printf("  %s: p50 %.1f ms  p95 %.1f ms  max %.1f ms  (%zu runs)\n", what,
+                    bench::pct(v, 0.5), bench::pct(v, 0.95), bench::pct(v, 1), v.size());
     };
     std::printf("contact requests on loopback, 7-node network, %d runs (%d failed)\n", runs,
                 failed);

@@ -17,6 +17,7 @@
 // first ping (its routing tables mature). PARLEY_TEST_LOG=info shows the nodes' logs.
 // For comparisons: BENCH_CC=cubic|bbr|bbr2, BENCH_PACING=0, BENCH_GSO=0 (no GSO/GRO),
 // BENCH_RECEIVE_THREAD=1 (the endpoint reads on its own thread, not the io thread).
+#include "bench_stats.h"
 #include "dht/udp_endpoint.h"
 #include "node/contacts.h"
 #include "node/quic.h"
@@ -48,14 +49,9 @@ using nlohmann::json;
 
 namespace {
 
-double ms(Clock::duration d) {
-    return std::chrono::duration<double, std::milli>(d).count();
-}
-
-double pct(std::vector<double> v, double p) {
-    std::sort(v.begin(), v.end());
-    return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-}
+using bench::median;
+using bench::ms;
+using bench::pct;
 
 void report(const char* what, const std::vector<double>& v) {
     if (v.empty()) {
@@ -546,12 +542,6 @@ double tlsThroughputOnce(std::uint64_t mib, const dht::Identity& serverId) {
                 "core over %.2f s (handshake included)\n",
                 tls.mibPerSecond, tls.seconds, tlsCpu, 100 * tlsCpu / wall, wall);
     return tls.mibPerSecond;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    auto n = v.size();
-    return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 // QUIC and TLS/TCP take turns `repeats` times: both see the same machine, and the medians
