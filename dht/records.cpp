@@ -65,7 +65,11 @@ RecordError checkVersion(const msgpack::object& map) {
     return RecordError::malformed;
 }
 
-std::size_t utf8SequenceLength(std::string_view s, std::size_t i) {
+} // namespace
+
+std::size_t utf8SequenceAt(std::string_view s, std::size_t i) {
+    if (i >= s.size())
+        return 0;
     auto c = static_cast<unsigned char>(s[i]);
     std::size_t len = c < 0x80           ? 1
                       : (c >> 5) == 0x6  ? 2
@@ -77,39 +81,18 @@ std::size_t utf8SequenceLength(std::string_view s, std::size_t i) {
     for (std::size_t k = 1; k < len; ++k)
         if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
             return 0;
+    // RFC 3629: no overlong forms, no UTF-16 surrogates, nothing above U+10FFFF.
+    auto next = len > 1 ? static_cast<unsigned char>(s[i + 1]) : 0;
+    if ((len == 2 && c < 0xC2) || (c == 0xE0 && next < 0xA0) || (c == 0xED && next >= 0xA0) ||
+        (c == 0xF0 && next < 0x90) || (c == 0xF4 && next >= 0x90) || c > 0xF4)
+        return 0;
     return len;
 }
-
-bool validUtf8(std::string_view s) {
-    std::size_t i = 0;
-    while (i < s.size()) {
-        auto c = static_cast<unsigned char>(s[i]);
-        std::size_t len = c < 0x80           ? 1
-                          : (c >> 5) == 0x6  ? 2
-                          : (c >> 4) == 0xe  ? 3
-                          : (c >> 3) == 0x1e ? 4
-                                             : 0;
-        if (len == 0 || i + len > s.size())
-            return false;
-        for (std::size_t k = 1; k < len; ++k)
-            if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2)
-                return false;
-        // RFC 3629: no overlong forms, no UTF-16 surrogates, nothing above U+10FFFF.
-        auto next = len > 1 ? static_cast<unsigned char>(s[i + 1]) : 0;
-        if ((len == 2 && c < 0xC2) || (c == 0xE0 && next < 0xA0) || (c == 0xED && next >= 0xA0) ||
-            (c == 0xF0 && next < 0x90) || (c == 0xF4 && next >= 0x90) || c > 0xF4)
-            return false;
-        i += len;
-    }
-    return true;
-}
-
-} // namespace
 
 std::string truncateUtf8(std::string_view text, std::size_t maxBytes) {
     std::string out;
     for (std::size_t i = 0; i < text.size();) {
-        std::size_t len = utf8SequenceLength(text, i);
+        std::size_t len = utf8SequenceAt(text, i);
         if (len == 0) {
             ++i;
             continue;
@@ -123,7 +106,13 @@ std::string truncateUtf8(std::string_view text, std::size_t maxBytes) {
 }
 
 bool isValidUtf8(std::string_view text) {
-    return validUtf8(text);
+    for (std::size_t i = 0; i < text.size();) {
+        std::size_t len = utf8SequenceAt(text, i);
+        if (len == 0)
+            return false;
+        i += len;
+    }
+    return true;
 }
 
 std::string_view describe(RecordError error) {
@@ -199,7 +188,7 @@ RecordError decodeKeyCard(std::span<const std::uint8_t> bytes, KeyCard& out) {
             if (val.type != msgpack::type::STR)
                 return RecordError::malformed;
             std::string_view name(val.via.str.ptr, val.via.str.size);
-            if (name.size() > kMaxNameSize || !validUtf8(name))
+            if (name.size() > kMaxNameSize || !isValidUtf8(name))
                 return RecordError::invalidField;
             card.name = name;
         } else if (keyIs(key, "proto")) {

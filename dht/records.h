@@ -70,7 +70,10 @@ inline constexpr std::uint64_t kPresenceValueId = 0x7061726c65790002ULL;
 // The longest prefix of `text` of at most `maxBytes` bytes that does not split a UTF-8
 // sequence (invalid bytes are dropped), so that what we publish always decodes.
 std::string truncateUtf8(std::string_view text, std::size_t maxBytes);
+// Well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code points over U+10FFFF).
 bool isValidUtf8(std::string_view text);
+// The length of the well-formed UTF-8 sequence that starts at byte `i` of `s`, 0 if none does.
+std::size_t utf8SequenceAt(std::string_view s, std::size_t i);
 
 std::vector<std::uint8_t> encodeKeyCard(const KeyCard& card);
 RecordError decodeKeyCard(std::span<const std::uint8_t> bytes, KeyCard& out);

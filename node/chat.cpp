@@ -59,13 +59,7 @@ std::string repairUtf8(std::string_view text) {
     static constexpr char kReplacement[] = "\xEF\xBF\xBD";
     std::size_t i = 0;
     while (i < text.size()) {
-        auto c = static_cast<unsigned char>(text[i]);
-        std::size_t len = c < 0x80           ? 1
-                          : (c >> 5) == 0x6  ? 2
-                          : (c >> 4) == 0xE  ? 3
-                          : (c >> 3) == 0x1E ? 4
-                                             : 0;
-        if (len > 0 && i + len <= text.size() && dht::isValidUtf8(text.substr(i, len))) {
+        if (std::size_t len = dht::utf8SequenceAt(text, i); len > 0) {
             out.append(text.substr(i, len));
             i += len;
         } else {
