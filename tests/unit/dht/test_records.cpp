@@ -152,6 +152,16 @@ TEST_CASE("names are cut on a UTF-8 boundary so that cards always decode") {
                        "cd",
                        10) == "abcd"); // invalid bytes dropped
     CHECK(isValidUtf8(truncateUtf8(std::string(100, '\xe2'), 64)));
+    // Ill-formed sequences (RFC 3629) are dropped whole or byte by byte, never kept.
+    CHECK(truncateUtf8("a\xc0\xaf"
+                       "b",
+                       10) == "ab"); // an overlong "/"
+    CHECK(truncateUtf8("a\xed\xa0\x80"
+                       "b",
+                       10) == "ab"); // a UTF-16 surrogate
+    CHECK(utf8SequenceAt("\xe2\x82\xac", 0) == 3);
+    CHECK(utf8SequenceAt("\xf4\x90\x80\x80", 0) == 0); // above U+10FFFF
+    CHECK(utf8SequenceAt("ab", 2) == 0);
     std::string longName;
     for (int i = 0; i < 40; ++i)
         longName += "\xe2\x82\xac"; // "€" x 40 = 120 bytes
