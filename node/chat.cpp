@@ -115,6 +115,8 @@ struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
 
     void count(const std::string& name, std::uint64_t n = 1) { counts[name] += n; }
     void pump(const dht::ContactId& peer);
+    // pump() for every contact with messages waiting (a store error is logged).
+    void pumpOutbox();
     void sendOutbox(const dht::ContactId& peer);
     void sendReceipts(const dht::ContactId& peer);
     void putToDht(const dht::ContactId& peer);
@@ -138,6 +140,15 @@ void ChatManager::Impl::stateChanged(const dht::ContactId& peer, const MessageId
         w->timer->cancel();
         if (auto f = std::move(w->done))
             f({{"id", hex(id)}, {"state", state}, {"delivered", true}});
+    }
+}
+
+void ChatManager::Impl::pumpOutbox() {
+    try {
+        for (const auto& peer : store.outboxContacts())
+            pump(peer);
+    } catch (const StoreError& e) {
+        spdlog::error("chat: {}", e.what());
     }
 }
 
@@ -394,12 +405,7 @@ void ChatManager::Impl::scheduleRetry() {
         auto s = weak.lock();
         if (ec || !s || s->stopped)
             return;
-        try {
-            for (const auto& peer : s->store.outboxContacts())
-                s->pump(peer);
-        } catch (const StoreError& e) {
-            spdlog::error("chat: {}", e.what());
-        }
+        s->pumpOutbox();
         s->scheduleRetry();
     });
 }
@@ -429,14 +435,8 @@ void ChatManager::start() {
     // Resume the outbox left by the last run.
     asio::post(impl_->io, [weak = std::weak_ptr<Impl>(impl_)] {
         auto s = weak.lock();
-        if (!s || s->stopped)
-            return;
-        try {
-            for (const auto& peer : s->store.outboxContacts())
-                s->pump(peer);
-        } catch (const StoreError& e) {
-            spdlog::error("chat: {}", e.what());
-        }
+        if (s && !s->stopped)
+            s->pumpOutbox();
     });
 }
 
