@@ -4,6 +4,7 @@
 #include "dht/records.h"
 #include "terminal.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <ctime>
@@ -13,6 +14,7 @@
 #include <set>
 #include <termios.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 namespace parley::cli {
 
@@ -38,24 +40,58 @@ std::size_t utf8Length(unsigned char lead) {
     return 0;
 }
 
+// Byte offsets at which the grapheme clusters of `text` start (the first is 0). A byte that is
+// not UTF-8 (the editor never holds one) is a cluster of its own.
+std::vector<std::size_t> clusterStarts(std::string_view text) {
+    std::vector<std::size_t> starts;
+    const auto* bytes = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+    utf8proc_int32_t state = 0;
+    utf8proc_int32_t previous = -1;
+    for (std::size_t i = 0; i < text.size();) {
+        utf8proc_int32_t cp = -1;
+        auto n = utf8proc_iterate(bytes + i, static_cast<utf8proc_ssize_t>(text.size() - i), &cp);
+        if (n <= 0) {
+            starts.push_back(i);
+            previous = -1;
+            state = 0;
+            ++i;
+            continue;
+        }
+        if (previous < 0 || utf8proc_grapheme_break_stateful(previous, cp, &state))
+            starts.push_back(i);
+        previous = cp;
+        i += static_cast<std::size_t>(n);
+    }
+    return starts;
+}
+
 } // namespace
 
 std::size_t LineEditor::prevBoundary(std::size_t pos) const {
-    if (pos == 0)
-        return 0;
-    --pos;
-    while (pos > 0 && isContinuation(static_cast<unsigned char>(text_[pos])))
-        --pos;
-    return pos;
+    auto starts = clusterStarts(text_);
+    auto it = std::lower_bound(starts.begin(), starts.end(), pos);
+    return it == starts.begin() ? 0 : *(it - 1);
 }
 
 std::size_t LineEditor::nextBoundary(std::size_t pos) const {
-    if (pos >= text_.size())
-        return text_.size();
-    ++pos;
-    while (pos < text_.size() && isContinuation(static_cast<unsigned char>(text_[pos])))
-        ++pos;
-    return pos;
+    auto starts = clusterStarts(text_);
+    auto it = std::upper_bound(starts.begin(), starts.end(), pos);
+    return it == starts.end() ? text_.size() : *it;
+}
+
+std::size_t LineEditor::wordStartBefore(std::size_t pos) const {
+    // Spaces before the cursor, then the word before them, by whole clusters: a space carrying
+    // a combining mark is one cluster with it, and a space.
+    auto starts = clusterStarts(text_);
+    starts.push_back(text_.size());
+    auto i = static_cast<std::size_t>(std::lower_bound(starts.begin(), starts.end(), pos) -
+                                      starts.begin());
+    auto spaceBefore = [&](std::size_t k) { return text_[starts[k - 1]] == ' '; };
+    while (i > 0 && spaceBefore(i))
+        --i;
+    while (i > 0 && !spaceBefore(i))
+        --i;
+    return starts[i];
 }
 
 void LineEditor::insert(std::string_view bytes) {
@@ -68,11 +104,8 @@ void LineEditor::erase(std::size_t from, std::size_t to) {
     cursor_ = from;
 }
 
-std::size_t LineEditor::charsAfterCursor() const {
-    std::size_t n = 0;
-    for (std::size_t i = cursor_; i < text_.size(); ++i)
-        n += isContinuation(static_cast<unsigned char>(text_[i])) ? 0 : 1;
-    return n;
+std::size_t LineEditor::columnsAfterCursor() const {
+    return displayWidth(std::string_view(text_).substr(cursor_));
 }
 
 std::string LineEditor::take() {
@@ -137,7 +170,11 @@ LineEditor::Action LineEditor::feed(unsigned char byte) {
         } else {
             pendingUtf8_.push_back(static_cast<char>(byte));
             if (pendingUtf8_.size() == utf8Length(static_cast<unsigned char>(pendingUtf8_[0]))) {
-                if (dht::isValidUtf8(pendingUtf8_))
+                // C1 controls (U+0080..U+009F, e.g. CSI) are dropped like the C0 ones below,
+                // since the line is echoed to the terminal as typed.
+                bool c1 = static_cast<unsigned char>(pendingUtf8_[0]) == 0xC2 &&
+                          static_cast<unsigned char>(pendingUtf8_[1]) < 0xA0;
+                if (!c1 && dht::isValidUtf8(pendingUtf8_))
                     insert(pendingUtf8_);
                 pendingUtf8_.clear();
                 return Action::redraw;
@@ -178,15 +215,9 @@ LineEditor::Action LineEditor::feed(unsigned char byte) {
     case 0x15: // Ctrl-U
         erase(0, cursor_);
         return Action::redraw;
-    case 0x17: { // Ctrl-W: the word before the cursor
-        std::size_t from = cursor_;
-        while (from > 0 && text_[from - 1] == ' ')
-            --from;
-        while (from > 0 && text_[from - 1] != ' ')
-            --from;
-        erase(from, cursor_);
+    case 0x17: // Ctrl-W: the word before the cursor
+        erase(wordStartBefore(cursor_), cursor_);
         return Action::redraw;
-    }
     case 0x0c: // Ctrl-L
         return Action::redraw;
     case 0x1b:
@@ -270,7 +301,7 @@ struct Screen {
         if (!raw)
             return;
         std::cout << "\r\033[K" << prompt << editor->text();
-        if (auto back = editor->charsAfterCursor())
+        if (auto back = editor->columnsAfterCursor())
             std::cout << "\033[" << back << "D";
         std::cout << std::flush;
     }

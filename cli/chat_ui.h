@@ -4,6 +4,8 @@
 #include "control_client.h"
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace parley::cli {
 
@@ -24,16 +26,20 @@ public:
     // Feeds one byte of keyboard input (escape sequences arrive byte by byte).
     Action feed(unsigned char byte);
     const std::string& text() const { return text_; }
-    std::size_t cursor() const { return cursor_; } // byte offset, on a character boundary
+    std::size_t cursor() const { return cursor_; } // byte offset, on a code point boundary
     std::string take();                            // the submitted line; clears the buffer
-    // Characters (code points) after the cursor, to place the terminal's cursor.
-    std::size_t charsAfterCursor() const;
+    // Terminal columns taken by the text after the cursor (displayWidth), to place the
+    // terminal's cursor: wide characters count 2, combining marks 0.
+    std::size_t columnsAfterCursor() const;
 
 private:
     void insert(std::string_view bytes);
     void erase(std::size_t from, std::size_t to);
+    // Cursor keys, Backspace, Delete and Ctrl-W move over whole grapheme clusters (a letter
+    // with its accents, an emoji ZWJ sequence), as utf8proc segments the line.
     std::size_t prevBoundary(std::size_t pos) const;
     std::size_t nextBoundary(std::size_t pos) const;
+    std::size_t wordStartBefore(std::size_t pos) const;
     Action escape(unsigned char byte);
 
     std::string text_;

@@ -4,9 +4,9 @@
 #include "control_client.h"
 #include "dht/contact_id.h"
 #include "dht/identity.h"
-#include "node/control_server.h"
+#include "node/api/control_server.h"
 #include "node/node.h"
-#include "node/profile.h"
+#include "node/store/profile.h"
 #include "terminal.h"
 #ifdef PARLEY_HAVE_MEDIA_CHECK
 #include "media_check.h"
@@ -295,15 +295,17 @@ int cmdDaemon(const Global& g, const DaemonFlags& f) {
     try {
         node = std::make_unique<node::Node>(options, identity);
         node->start();
-    } catch (const std::exception& e) {
+    } catch (const std::system_error& e) {
         bool triedLastPort = !f.port && options.overlay.port != 0 && !profile.loadSettings().port;
-        bool portTaken = std::string_view(e.what()).find("cannot bind") != std::string_view::npos;
+        bool portTaken = e.code() == std::errc::address_in_use;
         if (!triedLastPort || !portTaken)
             throw Failure(kRuntime, e.what());
         spdlog::info("last port {} is taken, using another", options.overlay.port);
         options.overlay.port = 0;
         node = std::make_unique<node::Node>(options, identity);
         node->start();
+    } catch (const std::exception& e) {
+        throw Failure(kRuntime, e.what());
     }
     profile.saveLastPort(node->port());
     spdlog::info("parley {} daemon: id {} on UDP port {}, network {}; control socket {}",

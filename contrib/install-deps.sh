@@ -8,7 +8,7 @@ packages=(
     libopendht-dev dhtnode libgnutls28-dev libmsgpack-cxx-dev libasio-dev
     libngtcp2-dev libngtcp2-crypto-gnutls-dev
     libsqlite3-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-    libqrencode-dev catch2
+    libqrencode-dev libutf8proc-dev catch2
     libnatpmp-dev libminiupnpc-dev
     libopus-dev libvpx-dev
     iproute2 nftables procps python3

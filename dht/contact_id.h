@@ -25,7 +25,10 @@ public:
     static std::optional<ContactId> parse(std::string_view hex);
     static std::optional<ContactId> fromBytes(std::span<const std::uint8_t> bytes);
     // SHA-256 of the DER SubjectPublicKeyInfo (what OpenDHT's PublicKey::getLongId() hashes).
+    // Throws std::runtime_error when GnuTLS cannot hash.
     static ContactId ofPublicKeyDer(std::span<const std::uint8_t> der);
+    // The same, for callbacks that must not throw: nullopt when GnuTLS cannot hash.
+    static std::optional<ContactId> hashPublicKeyDer(std::span<const std::uint8_t> der) noexcept;
 
     std::string toHex() const;    // 64 lowercase hex characters
     std::string shortHex() const; // first 8 hex characters, for logs

@@ -1,6 +1,7 @@
 // Overlay: DhtRunner over the shared UdpEndpoint, record publication and lookups.
 #include "overlay.h"
 
+#include "clock.h"
 #include "detail/identity_handle.h"
 #include "udp_endpoint.h"
 
@@ -29,12 +30,6 @@ constexpr ::dht::ValueType::Id kCardType = kCardValueType;
 constexpr ::dht::ValueType::Id kPresenceType = kPresenceValueType;
 constexpr auto kNodesSaveInterval = std::chrono::minutes(5);
 constexpr std::size_t kMaxSavedNodes = 512;
-
-std::int64_t unixMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 ::dht::InfoHash recordKey(std::string_view kind, const ContactId& id) {
     return ::dht::InfoHash::get("parley/" + std::string(kind) + "/" + id.toHex());
@@ -625,8 +620,8 @@ Overlay::~Overlay() = default;
 void Overlay::start() {
     try {
         impl_->start();
-    } catch (const std::system_error& e) {
-        throw std::runtime_error(e.what());
+    } catch (const std::system_error&) {
+        throw; // its error code tells the caller what failed (e.g. address in use)
     } catch (const ::dht::DhtException& e) {
         throw std::runtime_error(std::string("cannot start the DHT node: ") + e.what());
     }

@@ -55,7 +55,12 @@ int openBound(SocketAddress& addr) {
         throw err;
     }
     socklen_t len = sizeof(sockaddr_storage);
-    ::getsockname(fd, addr.get(), &len);
+    if (::getsockname(fd, addr.get(), &len) != 0) {
+        // Without it the port would silently read as 0.
+        auto err = sysError("cannot read the bound address of UDP " + addr.toString());
+        ::close(fd);
+        throw err;
+    }
     addr.setLength(len);
     return fd;
 }

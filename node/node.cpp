@@ -1,15 +1,18 @@
 // Node: wiring of overlay, control API, events and the node thread.
-#include "node.h"
+#include "node/node.h"
 
-#include "chat.h"
-#include "contacts.h"
-#include "control_server.h"
+#include "dht/hex.h"
+#include "dht/thread_owner.h"
 #include "dht/udp_endpoint.h"
-#include "links.h"
-#include "portmap.h"
-#include "quic.h"
-#include "quic_inbox.h"
-#include "store.h"
+#include "node/api/control_server.h"
+#include "node/chat/chat.h"
+#include "node/contacts/contacts.h"
+#include "node/link/contact_directory.h"
+#include "node/link/links.h"
+#include "node/store/store.h"
+#include "node/transport/portmap.h"
+#include "node/transport/quic.h"
+#include "node/transport/quic_inbox.h"
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -40,13 +43,36 @@ nlohmann::json lookupToJson(const dht::LookupResult& r) {
     return j;
 }
 
+namespace {
+
+// The contacts room seen through the narrow interface that the link and chat rooms use.
+class ContactsDirectory final : public ContactDirectory {
+public:
+    explicit ContactsDirectory(ContactManager& contacts) : contacts_(contacts) {}
+    bool isAccepted(const dht::ContactId& id) const override { return contacts_.isAccepted(id); }
+    std::optional<bool> online(const dht::ContactId& id) const override {
+        return contacts_.online(id);
+    }
+    void sendNow(const dht::Envelope& envelope, std::function<void(bool ok)> done) override {
+        contacts_.sendNow(envelope, std::move(done));
+    }
+
+private:
+    ContactManager& contacts_;
+};
+
+} // namespace
+
 struct Node::Impl {
+    // The node's io thread, once it runs; Node::overlay() and friends check it.
+    dht::ThreadOwner owner;
     NodeOptions options;
     asio::io_context io;
     asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
     std::unique_ptr<dht::Overlay> overlay;
     std::unique_ptr<Store> store;
     std::unique_ptr<ContactManager> contacts;
+    std::unique_ptr<ContactsDirectory> directory;
     std::unique_ptr<quic::Transport> transport;
     std::unique_ptr<LinkManager> links;
     std::unique_ptr<ChatManager> chat;
@@ -268,22 +294,7 @@ std::optional<std::array<std::uint8_t, 16>> messageIdParam(const json& params,
                                                            const ControlServer::Reply& reply) {
     auto text = params.value("message", std::string());
     std::array<std::uint8_t, 16> id{};
-    auto digit = [](char c) -> int {
-        if (c >= '0' && c <= '9')
-            return c - '0';
-        if (c >= 'a' && c <= 'f')
-            return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-            return c - 'A' + 10;
-        return -1;
-    };
-    bool ok = text.size() == 32;
-    for (std::size_t i = 0; ok && i < 16; ++i) {
-        int hi = digit(text[2 * i]), lo = digit(text[2 * i + 1]);
-        ok = hi >= 0 && lo >= 0;
-        id[i] = static_cast<std::uint8_t>(hi * 16 + lo);
-    }
-    if (!ok) {
+    if (!dht::parseHex(text, id)) {
         reply.error(rpc::kInvalidParams, "not a message id: expected 32 hexadecimal characters");
         return std::nullopt;
     }
@@ -389,7 +400,7 @@ void Node::Impl::startTransport() {
         inbox->push(run, segmentSize, from);
     });
     links = std::make_unique<LinkManager>(
-        io, *transport, *contacts, *overlay, id, [this](const json& event) { broadcast(event); },
+        io, *transport, *directory, *overlay, id, [this](const json& event) { broadcast(event); },
         options.links);
     // Only a node on every address asks its router (never one bound to loopback or to one
     // address: the mapping would point at the address that reaches the gateway).
@@ -401,7 +412,7 @@ void Node::Impl::startTransport() {
         });
     }
     chat = std::make_unique<ChatManager>(
-        io, *store, *links, *contacts, id, [this](const json& event) { broadcast(event); },
+        io, *store, *links, *directory, id, [this](const json& event) { broadcast(event); },
         options.chat);
 }
 
@@ -439,7 +450,11 @@ void Node::start() {
         s.io, *s.overlay, *s.store, s.id, s.overlay->identity().name(),
         [&s](const json& event) { s.broadcast(event); },
         ContactLimits{.presenceSweep = s.options.presencePoll});
+    s.directory = std::make_unique<ContactsDirectory>(*s.contacts);
     s.startTransport();
+    // Envelopes that the contacts room accepted go to the room that handles their kind.
+    s.contacts->setConnectHandler([&s](const dht::Envelope& e) { s.links->onConnectEnvelope(e); });
+    s.contacts->setChatHandler([&s](const dht::Envelope& e) { s.chat->onEnvelope(e); });
     if (s.options.controlSocket) {
         s.control = std::make_unique<ControlServer>(s.io, s.options.profileDir / "control.sock");
         s.registerMethods(*this);
@@ -462,6 +477,7 @@ void Node::start() {
     s.watchDhtState();
     s.started = true;
     s.thread = std::thread([this] {
+        impl_->owner.bindToCurrentThread();
         // A handler that throws must not end the node's loop: log it and carry on.
         for (;;) {
             try {
@@ -484,6 +500,10 @@ void Node::stop(std::chrono::milliseconds budget) {
     auto future = done->get_future();
     asio::post(s.io, [&s, done, budget] {
         s.stateTimer.cancel();
+        if (s.contacts) {
+            s.contacts->setConnectHandler(nullptr);
+            s.contacts->setChatHandler(nullptr);
+        }
         // Goodbyes and CONNECTION_CLOSEs go out while the socket is still open.
         if (s.chat)
             s.chat->stop();
@@ -507,11 +527,13 @@ void Node::stop(std::chrono::milliseconds budget) {
     s.io.stop();
     if (s.thread.joinable())
         s.thread.join();
+    s.owner.release();
     s.control.reset();
     s.chat.reset();
     s.portMapper.reset();
     s.links.reset();
     s.transport.reset();
+    s.directory.reset();
     s.contacts.reset();
     s.store.reset();
     s.overlay.reset();
@@ -560,18 +582,22 @@ void Node::bootstrap(const std::string& hostPort) {
 }
 
 dht::Overlay& Node::overlay() {
+    impl_->owner.check("Node::overlay()");
     return *impl_->overlay;
 }
 
 ContactManager& Node::contacts() {
+    impl_->owner.check("Node::contacts()");
     return *impl_->contacts;
 }
 
 LinkManager& Node::links() {
+    impl_->owner.check("Node::links()");
     return *impl_->links;
 }
 
 ChatManager& Node::chat() {
+    impl_->owner.check("Node::chat()");
     return *impl_->chat;
 }
 

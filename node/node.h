@@ -3,11 +3,11 @@
 // through the blocking helpers below, which post onto that thread and wait.
 #pragma once
 
-#include "chat.h"
 #include "dht/contact_id.h"
 #include "dht/identity.h"
 #include "dht/overlay.h"
-#include "links.h"
+#include "node/chat/chat.h"
+#include "node/link/links.h"
 
 #include <chrono>
 #include <filesystem>
@@ -76,7 +76,7 @@ public:
         post([task] { (*task)(); });
         return future.get();
     }
-    // Only on the node's thread (inside call()).
+    // Only on the node's thread (inside call()); builds with PARLEY_THREAD_CHECKS abort otherwise.
     dht::Overlay& overlay();
     ContactManager& contacts();
     LinkManager& links();

@@ -14,9 +14,9 @@
 //                   [BATCH=500]
 // A count of 0 skips that part. BATCH: messages sent per turn of the sender's loop in (b).
 #include "bench_stats.h"
-#include "node/chat.h"
-#include "node/contacts.h"
-#include "node/links.h"
+#include "node/chat/chat.h"
+#include "node/contacts/contacts.h"
+#include "node/link/links.h"
 #include "support/test_support.h"
 
 #include <algorithm>

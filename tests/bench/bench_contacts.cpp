@@ -3,7 +3,7 @@
 // with a new sender (a recipient takes at most 3 requests per sender per hour).
 // Usage: bench_contacts [RUNS=20] [SETTLE_SECONDS=0]
 #include "bench_stats.h"
-#include "node/contacts.h"
+#include "node/contacts/contacts.h"
 #include "support/test_support.h"
 
 #include <algorithm>

@@ -19,9 +19,9 @@
 // BENCH_RECEIVE_THREAD=1 (the endpoint reads on its own thread, not the io thread).
 #include "bench_stats.h"
 #include "dht/udp_endpoint.h"
-#include "node/contacts.h"
-#include "node/quic.h"
-#include "node/quic_inbox.h"
+#include "node/contacts/contacts.h"
+#include "node/transport/quic.h"
+#include "node/transport/quic_inbox.h"
 #include "support/test_support.h"
 #include "tls_tcp_baseline.h"
 

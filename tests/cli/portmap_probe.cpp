@@ -7,7 +7,7 @@
 // passes without one (exit 1). A mapping is then held until SIGTERM or SIGINT, when the mapper
 // is stopped and a second line says how long stop() took: {"state": ..., "stop_ms": ...}.
 // The mapper's log goes to stderr, at debug level.
-#include "node/portmap.h"
+#include "node/transport/portmap.h"
 
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>

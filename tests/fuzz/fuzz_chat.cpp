@@ -1,8 +1,8 @@
 // Fuzz target: chat frames from a contact's control stream (msg, ack, read), and what the chat
 // layer does with a message's text before storing and showing it.
 #include "dht/records.h"
-#include "node/chat.h"
-#include "node/frame.h"
+#include "node/chat/chat.h"
+#include "node/link/frame.h"
 
 #include <cstdint>
 

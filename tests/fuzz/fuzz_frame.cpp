@@ -1,7 +1,7 @@
 // Fuzz target: the control stream carries whatever a connected peer sends. The input is read
 // both as a byte stream, split into frames in several chunk sizes (which must all agree), and
 // as one payload; every message that decodes must re-encode to the same message.
-#include "node/frame.h"
+#include "node/link/frame.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -28,7 +28,9 @@ void checkPayload(std::span<const std::uint8_t> payload) {
         wire::typeName(again) != wire::typeName(message))
         std::abort();
     // What decodes is within the caps, so it always fits in a frame.
-    if (wire::encodeFrame(message).size() != wire::kFramePrefixSize + encoded.size())
+    std::vector<std::uint8_t> framed;
+    if (wire::encodeFrame(message, framed) != wire::FrameError::ok ||
+        framed.size() != wire::kFramePrefixSize + encoded.size())
         std::abort();
 }
 

@@ -1,8 +1,8 @@
 // Chat between real nodes on loopback: over the direct link, through the DHT inbox while the
 // recipient is offline, three contacts pairwise, replay and forgery, a locked database.
 #include "dht/envelope.h"
-#include "node/chat.h"
-#include "node/contacts.h"
+#include "node/chat/chat.h"
+#include "node/contacts/contacts.h"
 #include "support/test_support.h"
 
 #include <catch2/catch.hpp>

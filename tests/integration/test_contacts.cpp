@@ -1,10 +1,14 @@
 // Contacts over encrypted DHT envelopes: requests, acceptance, presence, decline, block,
 // offline delivery, replay and forgery, persistence across restarts. Real nodes on loopback.
+#include "dht/clock.h"
 #include "dht/envelope.h"
-#include "node/contacts.h"
+#include "node/contacts/contacts.h"
 #include "support/test_support.h"
 
 #include <catch2/catch.hpp>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 
 using namespace parley;
 using namespace std::chrono_literals;
@@ -224,4 +228,102 @@ TEST_CASE("replayed and forged envelopes do nothing") {
     deliver(fromCarol, carol.contactId());
     CHECK(requestsOf(*b.node).size() == 99);
     CHECK(test::contactState(*b.node, carol.contactId()) == "incoming");
+}
+
+namespace {
+
+std::uintmax_t databaseBytes(const std::filesystem::path& dir) {
+    std::uintmax_t total = 0;
+    for (const char* name : {"parley.db", "parley.db-wal"}) {
+        std::error_code ec;
+        auto n = std::filesystem::file_size(dir / name, ec);
+        if (!ec)
+            total += n;
+    }
+    return total;
+}
+
+long residentKiB() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("VmRSS:", 0) == 0)
+            return std::stol(line.substr(6));
+    return 0;
+}
+
+} // namespace
+
+TEST_CASE("20,000 forged and strangers' envelopes leave memory and the database bounded") {
+    test::TestNetwork net;
+    auto bId = test::makeIdentity("bob"), mallory = test::makeIdentity("mallory");
+    auto aId = test::makeIdentity("alice");
+    auto b = net.start(bId);
+    auto now = dht::unixMs();
+    std::uint32_t serial = 0;
+    auto envelope = [&](dht::EnvelopeKind kind, const dht::ContactId& from) {
+        dht::Envelope e;
+        e.kind = kind;
+        ++serial;
+        std::memcpy(e.id.data(), &serial, sizeof serial); // every id is new: no replay
+        e.createdMs = now;
+        e.from = from;
+        e.to = bId.contactId();
+        e.name = "x";
+        if (kind == dht::EnvelopeKind::chatMessage) {
+            e.seq = serial;
+            e.text = "hello";
+        }
+        return e;
+    };
+    auto flood = [&](int n, dht::EnvelopeKind kind, auto from, auto signer) {
+        b.node->call([&] {
+            for (int i = 0; i < n; ++i)
+                b.node->contacts().onEnvelope(envelope(kind, from(i)), signer(i));
+            return 0;
+        });
+    };
+    auto strangerId = [](int i) {
+        dht::ContactId::Bytes bytes{};
+        bytes[0] = 0xee;
+        std::memcpy(bytes.data() + 1, &i, sizeof i);
+        return dht::ContactId(bytes);
+    };
+    auto m = [&](int) { return mallory.contactId(); };
+    // Let the start-up writes settle, then measure.
+    b.node->call([&] { return b.node->contacts().counters(); });
+    auto bytesBefore = databaseBytes(b.dir->path);
+    auto rssBefore = residentKiB();
+
+    auto alice = [&](int) { return aId.contactId(); };
+    flood(5000, dht::EnvelopeKind::contactRequest, alice, m); // forged: signed by mallory
+    flood(5000, dht::EnvelopeKind::connectRequest, m, m);
+    flood(5000, dht::EnvelopeKind::chatMessage, m, m);
+    auto bytesDropped = databaseBytes(b.dir->path);
+    // 100 strangers' requests are kept (the cap on pending requests), 4,900 more are not.
+    flood(100, dht::EnvelopeKind::contactRequest, strangerId, strangerId);
+    auto bytesKept = databaseBytes(b.dir->path);
+    auto later = [&](int i) { return strangerId(100 + i); };
+    flood(4900, dht::EnvelopeKind::contactRequest, later, later);
+
+    auto c = b.node->call([&] { return b.node->contacts().counters(); });
+    auto bytesAfter = databaseBytes(b.dir->path);
+    auto rssAfter = residentKiB();
+    std::printf("20,000 envelopes: database %ju bytes before, %ju after 15,000 dropped, %ju after "
+                "100 kept, %ju after 4,900 more dropped; RSS %ld -> %ld KiB, %lld sender windows, "
+                "%lld cached keys\n",
+                bytesBefore, bytesDropped, bytesKept, bytesAfter, rssBefore, rssAfter,
+                static_cast<long long>(c["sender_windows"].get<std::int64_t>()),
+                static_cast<long long>(c["cached_keys"].get<std::int64_t>()));
+    CHECK(c["envelopes_forged"] == 5000);
+    CHECK(c["connect_from_stranger"] == 5000);
+    CHECK(c["chat_from_stranger"] == 5000);
+    CHECK(c["requests_over_cap"] == 4900); // 100 incoming requests are kept, the cap
+    CHECK(requestsOf(*b.node).size() == 100);
+    CHECK(c["sender_windows"].get<std::size_t>() <= node::kMaxSenderWindows);
+    CHECK(c["cached_keys"].get<std::size_t>() <= node::kMaxKeys);
+    // A dropped envelope costs no write (a counter saved every 5 s may add a page or two); a
+    // write each would be megabytes of WAL, as the 100 kept requests show.
+    CHECK(bytesDropped < bytesBefore + 64 * 1024);
+    CHECK(bytesAfter < bytesKept + 64 * 1024);
 }

@@ -1,7 +1,7 @@
 // Test helpers.
 #include "test_support.h"
 
-#include "node/contacts.h"
+#include "node/contacts/contacts.h"
 
 #include <cstdlib>
 #include <future>

@@ -2,7 +2,7 @@
 // make us dial (selectCandidates), which of ours we announce (mergeCandidates), who is the QUIC
 // client (isClientRole) and which local interface addresses we offer (interfaceAddresses).
 #include "dht/envelope.h"
-#include "node/candidates.h"
+#include "node/transport/candidates.h"
 
 #include <algorithm>
 #include <catch2/catch.hpp>

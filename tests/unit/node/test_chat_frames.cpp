@@ -1,5 +1,5 @@
 // Chat frames on the control stream: msg, ack, read.
-#include "node/frame.h"
+#include "node/link/frame.h"
 
 #include <catch2/catch.hpp>
 #include <msgpack.hpp>
@@ -42,7 +42,9 @@ TEST_CASE("chat frames round-trip", "[frame][chat]") {
     ChatMessage big{mid(1), 1, 1, std::string(kMaxChatTextSize, 'x')};
     CHECK(roundTrip(big) == Message(big));
     ChatAck many{std::vector<MessageId>(kMaxIdsPerFrame, mid(5))};
-    CHECK(frame(encodeMessage(many)).size() <= kMaxFrameSize);
+    std::vector<std::uint8_t> framed;
+    CHECK(encodeFrame(many, framed) == FrameError::ok);
+    CHECK(framed.size() <= kFramePrefixSize + kMaxFrameSize);
     CHECK(roundTrip(many) == Message(many));
 }
 

@@ -1,8 +1,8 @@
 // Chat in the store (schema 2): numbering, exactly-once receipt, forward-only states, history
 // order, receipts owed, unread counts; and the UTF-8 repair of received text.
 #include "dht/records.h"
-#include "node/chat.h"
-#include "node/store.h"
+#include "node/chat/chat.h"
+#include "node/store/store.h"
 #include "support/test_support.h"
 
 #include <catch2/catch.hpp>

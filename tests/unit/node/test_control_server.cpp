@@ -1,5 +1,5 @@
 // ControlServer: JSON-RPC 2.0 framing, errors, async replies and events, on a real socket.
-#include "node/control_server.h"
+#include "node/api/control_server.h"
 #include "support/test_support.h"
 
 #include <asio/executor_work_guard.hpp>

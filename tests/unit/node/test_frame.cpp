@@ -1,6 +1,6 @@
 // Control-stream frames: the length-prefix reader (splits, bounds, failure) and the message
 // codec (round trips, refusals of malformed, mistyped, oversized and unknown messages).
-#include "node/frame.h"
+#include "node/link/frame.h"
 
 #include <catch2/catch.hpp>
 #include <limits>
@@ -11,6 +11,18 @@ using namespace parley::node::wire;
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
+
+// frame() and encodeFrame() that must succeed.
+Bytes framed(std::span<const std::uint8_t> payload) {
+    Bytes out;
+    REQUIRE(frame(payload, out) == FrameError::ok);
+    return out;
+}
+Bytes encoded(const Message& message) {
+    Bytes out;
+    REQUIRE(encodeFrame(message, out) == FrameError::ok);
+    return out;
+}
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
 // Hand-written msgpack, for payloads encodeMessage would never produce.
@@ -81,7 +93,7 @@ TEST_CASE("every control message round-trips", "[frame]") {
         CHECK(typeName(out) == typeName(message));
 
         FrameReader reader;
-        REQUIRE(reader.push(encodeFrame(message)) == FrameError::ok);
+        REQUIRE(reader.push(encoded(message)) == FrameError::ok);
         auto got = reader.next();
         REQUIRE(got);
         CHECK(*got == payload);
@@ -91,19 +103,21 @@ TEST_CASE("every control message round-trips", "[frame]") {
     CHECK(typeName(Ping{}) == "ping");
     CHECK(typeName(Pong{}) == "pong");
     CHECK(typeName(Goodbye{}) == "goodbye");
-    CHECK(encodeFrame(Ping{1, 2}) == frame(encodeMessage(Ping{1, 2})));
+    CHECK(encoded(Ping{1, 2}) == framed(encodeMessage(Ping{1, 2})));
 }
 
 TEST_CASE("frames carry a big-endian length prefix", "[frame]") {
     Bytes payload = {1, 2, 3};
-    CHECK(frame(payload) == Bytes{0, 0, 0, 3, 1, 2, 3});
+    CHECK(framed(payload) == Bytes{0, 0, 0, 3, 1, 2, 3});
     Bytes big(kMaxFrameSize, 0xab);
-    auto framed = frame(big);
-    CHECK(Bytes(framed.begin(), framed.begin() + 4) == prefix(kMaxFrameSize));
-    CHECK(framed.size() == kFramePrefixSize + kMaxFrameSize);
+    auto bytes = framed(big);
+    CHECK(Bytes(bytes.begin(), bytes.begin() + 4) == prefix(kMaxFrameSize));
+    CHECK(bytes.size() == kFramePrefixSize + kMaxFrameSize);
     big.push_back(0);
-    CHECK_THROWS_AS(frame(big), std::length_error);
-    CHECK_THROWS_AS(frame(Bytes{}), std::invalid_argument);
+    Bytes out = {9};
+    CHECK(frame(big, out) == FrameError::tooLarge);
+    CHECK(frame(Bytes{}, out) == FrameError::empty);
+    CHECK(out == Bytes{9}); // untouched on error
 }
 
 TEST_CASE("the reader finds the same frames wherever the stream is split", "[frame][reader]") {
@@ -112,8 +126,8 @@ TEST_CASE("the reader finds the same frames wherever the stream is split", "[fra
     std::vector<Bytes> payloads;
     for (const auto& message : messages) {
         payloads.push_back(encodeMessage(message));
-        auto framed = frame(payloads.back());
-        stream.insert(stream.end(), framed.begin(), framed.end());
+        auto bytes = framed(payloads.back());
+        stream.insert(stream.end(), bytes.begin(), bytes.end());
     }
     std::span<const std::uint8_t> all(stream);
 
@@ -155,11 +169,11 @@ TEST_CASE("many small frames in one push come out in order", "[frame][reader]") 
     constexpr std::uint64_t count = 20'000;
     Bytes stream;
     for (std::uint64_t seq = 0; seq < count; ++seq) {
-        auto framed = encodeFrame(Ping{seq, seq * 1000});
-        stream.insert(stream.end(), framed.begin(), framed.end());
+        auto bytes = encoded(Ping{seq, seq * 1000});
+        stream.insert(stream.end(), bytes.begin(), bytes.end());
     }
     // A partial frame at the end stays buffered until the rest arrives.
-    auto last = encodeFrame(Goodbye{"done"});
+    auto last = encoded(Goodbye{"done"});
     stream.insert(stream.end(), last.begin(), last.end() - 2);
 
     FrameReader reader;
@@ -189,8 +203,8 @@ TEST_CASE("a long stream in chunks keeps the reader's buffer bounded", "[frame][
     std::vector<std::size_t> sizes = {1, 5, kMaxFrameSize, 300, kMaxFrameSize - 1, 70'000, 2};
     for (std::size_t round = 0; round < 3; ++round)
         for (auto size : sizes) {
-            auto framed = frame(Bytes(size, static_cast<std::uint8_t>(size)));
-            stream.insert(stream.end(), framed.begin(), framed.end());
+            auto bytes = framed(Bytes(size, static_cast<std::uint8_t>(size)));
+            stream.insert(stream.end(), bytes.begin(), bytes.end());
         }
     FrameReader reader;
     std::vector<std::size_t> got;
@@ -227,7 +241,7 @@ TEST_CASE("length prefixes over the maximum fail as soon as they are known", "[f
     }
     SECTION("behind a frame still waiting to be read") {
         FrameReader reader;
-        CHECK(reader.push(concat({encodeFrame(Ping{}), prefix(kMaxFrameSize + 1)})) ==
+        CHECK(reader.push(concat({encoded(Ping{}), prefix(kMaxFrameSize + 1)})) ==
               FrameError::tooLarge);
         CHECK_FALSE(reader.next()); // the connection is going away; nothing more is handed out
     }
@@ -241,13 +255,13 @@ TEST_CASE("length prefixes over the maximum fail as soon as they are known", "[f
 
 TEST_CASE("a zero length prefix is an empty frame", "[frame][reader]") {
     FrameReader reader;
-    CHECK(reader.push(concat({encodeFrame(Ping{}), prefix(0)})) == FrameError::empty);
+    CHECK(reader.push(concat({encoded(Ping{}), prefix(0)})) == FrameError::empty);
     CHECK(reader.error() == FrameError::empty);
 }
 
 TEST_CASE("a failed reader stays failed", "[frame][reader]") {
     FrameReader reader;
-    auto ping = encodeFrame(Ping{7, 7});
+    auto ping = encoded(Ping{7, 7});
     REQUIRE(reader.push(concat({ping, ping})) == FrameError::ok);
     REQUIRE(reader.next());
     CHECK(reader.push(concat({prefix(0), ping})) == FrameError::empty);
@@ -501,5 +515,39 @@ TEST_CASE("every frame error has its own description", "[frame]") {
         CHECK_FALSE(describe(errors[i]).empty());
         for (std::size_t j = i + 1; j < errors.size(); ++j)
             CHECK(describe(errors[i]) != describe(errors[j]));
+    }
+}
+
+TEST_CASE("encoders check the caps the peer enforces and return an error", "[frame]") {
+    Bytes out = {9};
+    Hello hello;
+    hello.agent = std::string(kMaxAgentSize + 1, 'a');
+    CHECK(encodeFrame(hello, out) == FrameError::malformed);
+    hello.agent = "parley";
+    hello.features.assign(kMaxFeatures + 1, "f");
+    CHECK(encodeFrame(hello, out) == FrameError::malformed);
+    hello.features = {std::string(kMaxFeatureSize + 1, 'f')};
+    CHECK(encodeFrame(hello, out) == FrameError::malformed);
+    CHECK(encodeFrame(Goodbye{std::string(kMaxGoodbyeReasonSize + 1, 'r')}, out) ==
+          FrameError::malformed);
+    ChatMessage text;
+    text.id.fill(7);
+    text.seq = 1;
+    text.sentMs = 1'700'000'000'000;
+    text.text = std::string(kMaxChatTextSize + 1, 'x');
+    CHECK(encodeFrame(text, out) == FrameError::malformed);
+    ChatAck ack;
+    ack.ids.resize(kMaxIdsPerFrame + 1);
+    CHECK(encodeFrame(ack, out) == FrameError::malformed);
+    CHECK(encodeFrame(ChatRead{ack.ids}, out) == FrameError::malformed);
+    CHECK(out == Bytes{9}); // nothing written
+    // At the caps exactly, the frame encodes and the peer decodes it.
+    text.text.pop_back();
+    ack.ids.pop_back();
+    for (const Message& m : std::vector<Message>{text, ack}) {
+        REQUIRE(encodeFrame(m, out) == FrameError::ok);
+        Message back;
+        CHECK(decodeMessage(std::span(out).subspan(kFramePrefixSize), back) == FrameError::ok);
+        CHECK(back == m);
     }
 }

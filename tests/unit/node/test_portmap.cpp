@@ -2,7 +2,7 @@
 // addresses count as public, the gateway from a UPnP URL, and what status() and the log say.
 // No PortMapper is started here: it would ask the machine's real router (docs/NAT.md); the
 // NAT lab test (tests/cli/test_portmap.sh) runs one against miniupnpd in a namespace.
-#include "node/portmap.h"
+#include "node/transport/portmap.h"
 
 #include <asio/io_context.hpp>
 #include <catch2/catch.hpp>

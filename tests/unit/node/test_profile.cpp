@@ -1,5 +1,5 @@
 // Profile: identity files, permissions, settings.
-#include "node/profile.h"
+#include "node/store/profile.h"
 #include "support/test_support.h"
 
 #include <catch2/catch.hpp>

@@ -3,7 +3,7 @@
 // on the real ngtcp2/GnuTLS stack without a network.
 #include "dht/identity.h"
 #include "dht/udp_endpoint.h"
-#include "node/quic.h"
+#include "node/transport/quic.h"
 #include "support/test_support.h"
 
 #include <asio/io_context.hpp>
@@ -184,10 +184,18 @@ TEST_CASE("QUIC: mutual authentication, a stream and datagrams", "[quic]") {
 
     // An application close reaches the other side with its reason.
     std::string closedReason;
-    server->onClosed = [&](const std::string& r) { closedReason = r; };
+    auto closedBy = node::quic::ClosedBy::error;
+    std::uint64_t peerCode = 99;
+    server->onClosed = [&](const node::quic::CloseReason& r) {
+        closedReason = r.text;
+        closedBy = r.by;
+        peerCode = r.peerCode;
+    };
     d->conn->close(CloseCode::normal, "bye now");
     REQUIRE(net.runUntil([&] { return !closedReason.empty(); }));
     CHECK(closedReason.find("bye now") != std::string::npos);
+    CHECK(closedBy == node::quic::ClosedBy::peer);
+    CHECK(peerCode == static_cast<std::uint64_t>(CloseCode::normal));
     CHECK(d->conn->closed());
     CHECK(a->stats().connections == 0);
 }
@@ -225,6 +233,32 @@ TEST_CASE("QUIC: a client the server does not accept is refused", "[quic]") {
     CHECK(b->stats().connections == 0);
 }
 
+TEST_CASE("QUIC: an authorizer that throws refuses the handshake, nothing unwinds through "
+          "GnuTLS",
+          "[quic]") {
+    Net net;
+    auto a = net.make(identityA(), "10.0.0.1:1000");
+    auto b = net.make(identityB(), "10.0.0.2:2000");
+    bool fail = true;
+    b->setAuthorizer([&](const dht::ContactId&) -> bool {
+        if (fail)
+            throw std::runtime_error("the database is locked");
+        return true;
+    });
+    bool accepted = false;
+    b->setAcceptHandler([&](ConnectionPtr) { accepted = true; });
+    auto d = dial(*a, identityB().contactId(), "10.0.0.2:2000");
+    REQUIRE(net.runUntil([&] { return d->done; }));
+    CHECK_FALSE(d->conn);
+    net.runUntil([] { return false; }, std::chrono::milliseconds(200));
+    CHECK_FALSE(accepted);
+    // The transport is unharmed: the next handshake goes through.
+    fail = false;
+    auto again = dial(*a, identityB().contactId(), "10.0.0.2:2000");
+    REQUIRE(net.runUntil([&] { return again->done && accepted; }));
+    CHECK(again->conn);
+}
+
 TEST_CASE("QUIC: a restarted server resets the old connection at once", "[quic]") {
     Net net;
     auto a = net.make(identityA(), "10.0.0.1:1000");
@@ -235,7 +269,11 @@ TEST_CASE("QUIC: a restarted server resets the old connection at once", "[quic]"
     REQUIRE(net.runUntil([&] { return d->done; }));
     REQUIRE(d->conn);
     std::string reason;
-    d->conn->onClosed = [&](const std::string& r) { reason = r; };
+    auto closedBy = node::quic::ClosedBy::us;
+    d->conn->onClosed = [&](const node::quic::CloseReason& r) {
+        reason = r.text;
+        closedBy = r.by;
+    };
     // B crashes (its goodbye never leaves) and restarts: a new transport with the same
     // secret and no connections.
     net.drop = [](const dht::SocketAddress&, const dht::SocketAddress&) { return true; };
@@ -249,6 +287,7 @@ TEST_CASE("QUIC: a restarted server resets the old connection at once", "[quic]"
                    std::span(reinterpret_cast<const std::uint8_t*>(hello.data()), hello.size()));
     REQUIRE(net.runUntil([&] { return !reason.empty(); }, std::chrono::seconds(3)));
     CHECK(reason.find("stateless reset") != std::string::npos);
+    CHECK(closedBy == node::quic::ClosedBy::reset);
     CHECK(b2->stats().statelessResetsSent >= 1);
 }
 
@@ -310,4 +349,50 @@ TEST_CASE("QUIC: datagrams that are not QUIC are ignored", "[quic]") {
         b->receive(j, from);
     CHECK(b->stats().connections == 0);
     CHECK(b->stats().handshakesInProgress == 0);
+}
+
+TEST_CASE("QUIC: a receiver that does not consume stops the sender at the window", "[quic]") {
+    Net net;
+    auto a = net.make(identityA(), "10.0.0.1:1000");
+    auto b = net.make(identityB(), "10.0.0.2:2000");
+    b->setAuthorizer([](const dht::ContactId&) { return true; });
+    ConnectionPtr server;
+    std::size_t received = 0, largestPiece = 0;
+    std::int64_t serverStream = -1;
+    b->setAcceptHandler([&](ConnectionPtr c) {
+        server = c;
+        c->autoConsume = false; // like a transfer writing to a slow disk
+        c->onStreamData = [&](std::int64_t stream, std::span<const std::uint8_t> data, bool) {
+            received += data.size();
+            largestPiece = std::max(largestPiece, data.size());
+            serverStream = stream;
+        };
+        c->start();
+    });
+    auto d = dial(*a, identityB().contactId(), "10.0.0.2:2000");
+    REQUIRE(net.runUntil([&] { return d->done && server; }));
+    REQUIRE(d->conn);
+    d->conn->start();
+    auto stream = d->conn->openBidiStream();
+    std::vector<std::uint8_t> chunk(1 << 20, 0x5a);
+    const std::size_t total = 8 << 20; // 8 windows' worth
+    for (std::size_t sent = 0; sent < total; sent += chunk.size())
+        d->conn->write(stream, chunk);
+    const std::size_t window = TransportConfig{}.streamWindow;
+    // Nothing consumed: the sender stops at the window and the rest waits on its side.
+    net.runUntil([] { return false; }, std::chrono::milliseconds(500));
+    CHECK(received == window);
+    CHECK(d->conn->buffered(stream) >= total - window);
+    // Consuming lets the rest come, a window at a time.
+    std::size_t consumed = 0;
+    REQUIRE(net.runUntil(
+        [&] {
+            if (consumed < received) {
+                server->consume(serverStream, received - consumed);
+                consumed = received;
+            }
+            return received == total;
+        },
+        std::chrono::seconds(10)));
+    CHECK(largestPiece <= 1 << 20);
 }

@@ -1,6 +1,6 @@
 // Store: schema and migrations, contacts, replay protection, the pending queue, counters, and
 // the errors a person sees when the database cannot be used.
-#include "node/store.h"
+#include "node/store/store.h"
 #include "support/test_support.h"
 
 #include <catch2/catch.hpp>

@@ -35,6 +35,21 @@ enum class CloseCode : std::uint64_t {
     unwanted = 3, // we do not (or no longer) accept this contact
 };
 
+// Why a connection ended, for control flow (never branch on the text).
+enum class ClosedBy {
+    us,      // our close(), or our transport shutting down
+    peer,    // the peer's CONNECTION_CLOSE (its application code in `peerCode`)
+    timeout, // idle timeout, or a handshake that never finished
+    reset,   // a stateless reset: the peer restarted and forgot the connection
+    error,   // a QUIC, TLS or socket error
+};
+
+struct CloseReason {
+    ClosedBy by = ClosedBy::error;
+    std::uint64_t peerCode = 0; // the peer's application error code when by == peer
+    std::string text;           // for logs and people
+};
+
 enum class CongestionControl { cubic, bbr, bbr2 };
 
 struct TransportConfig {
@@ -109,6 +124,10 @@ public:
     std::size_t write(std::int64_t stream, std::span<const std::uint8_t> data, bool fin = false);
     std::size_t buffered(std::int64_t stream) const;
     void resetStream(std::int64_t stream, std::uint64_t code);
+    // Returns `bytes` of flow-control credit on `stream` (and the connection): the owner has
+    // processed that much of what onStreamData handed it. Without autoConsume the peer can
+    // send no more than the window (TransportConfig::streamWindow) ahead of the owner.
+    void consume(std::int64_t stream, std::size_t bytes);
     // Unreliable: false when the datagram is too large or the queue is full.
     bool sendDatagram(std::span<const std::uint8_t> data);
     std::size_t maxDatagramSize() const;
@@ -119,11 +138,15 @@ public:
 
     // Handlers, set by the owner after the connection is established.
     StreamData onStreamData;
+    // True: the credit for stream data is returned as soon as onStreamData returned (for
+    // owners that copy or parse at once, like the control stream). False: the owner calls
+    // consume() as it writes the data away (transfers), so a slow disk slows the sender.
+    bool autoConsume = true;
     std::function<void(std::int64_t stream)> onWritable;     // a stream's buffer drained
     std::function<void(std::int64_t stream)> onStreamClosed; // both directions done or reset
     std::function<void(std::span<const std::uint8_t>)> onDatagram;
     // Once, when the connection is gone (closed by either side, idle, reset, error).
-    std::function<void(const std::string& reason)> onClosed;
+    std::function<void(const CloseReason& reason)> onClosed;
 
     struct Impl;
 

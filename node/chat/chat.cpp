@@ -1,10 +1,12 @@
 // ChatManager: outbox, delivery over the link or the DHT inbox, receipts, retries.
-#include "chat.h"
+#include "node/chat/chat.h"
 
-#include "contacts.h"
+#include "dht/clock.h"
+#include "dht/hex.h"
 #include "dht/records.h"
-#include "links.h"
-#include "store.h"
+#include "node/link/contact_directory.h"
+#include "node/link/links.h"
+#include "node/store/store.h"
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
@@ -21,24 +23,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::int64_t unixMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-std::string hex(std::span<const std::uint8_t> bytes) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    for (auto b : bytes) {
-        out.push_back(kDigits[b >> 4]);
-        out.push_back(kDigits[b & 15]);
-    }
-    return out;
-}
-
 json recordJson(const ChatRecord& r) {
-    return {{"id", hex(r.id)},
+    return {{"id", dht::toHex(r.id)},
             {"contact", r.contact.toHex()},
             {"direction", r.outgoing ? "out" : "in"},
             {"seq", r.seq},
@@ -71,12 +57,12 @@ std::string repairUtf8(std::string_view text) {
 }
 
 struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
-    Impl(asio::io_context& ioContext, Store& s, LinkManager& l, ContactManager& c)
+    Impl(asio::io_context& ioContext, Store& s, LinkManager& l, ContactDirectory& c)
         : io(ioContext), store(s), links(l), contacts(c), retryTimer(io) {}
     asio::io_context& io;
     Store& store;
     LinkManager& links;
-    ContactManager& contacts;
+    ContactDirectory& contacts;
     dht::ContactId self;
     EventSink events;
     ChatOptions options;
@@ -128,7 +114,10 @@ struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
 
 void ChatManager::Impl::stateChanged(const dht::ContactId& peer, const MessageId& id,
                                      const std::string& state) {
-    events({{"type", "chat.state"}, {"contact", peer.toHex()}, {"id", hex(id)}, {"state", state}});
+    events({{"type", "chat.state"},
+            {"contact", peer.toHex()},
+            {"id", dht::toHex(id)},
+            {"state", state}});
     if (!finalState(state))
         return;
     auto [begin, end] = waiters.equal_range(id);
@@ -139,7 +128,7 @@ void ChatManager::Impl::stateChanged(const dht::ContactId& peer, const MessageId
     for (auto& w : done) {
         w->timer->cancel();
         if (auto f = std::move(w->done))
-            f({{"id", hex(id)}, {"state", state}, {"delivered", true}});
+            f({{"id", dht::toHex(id)}, {"state", state}, {"delivered", true}});
     }
 }
 
@@ -218,7 +207,7 @@ void ChatManager::Impl::flushStored() {
     storedFlushScheduled = false;
     auto batch = std::move(storedBatch);
     storedBatch.clear();
-    auto ms = unixMs();
+    auto ms = dht::unixMs();
     std::vector<std::pair<dht::ContactId, MessageId>> changed;
     try {
         store.transaction([&] {
@@ -304,7 +293,7 @@ void ChatManager::Impl::putToDht(const dht::ContactId& peer) {
                 s->count("dht_puts_failed"); // retried with the outbox
                 return;
             }
-            auto ms = unixMs();
+            auto ms = dht::unixMs();
             try {
                 s->store.setDhtPut(id, ms);
                 if (s->store.advanceState(id, "stored", ms))
@@ -322,7 +311,7 @@ void ChatManager::Impl::flushIncoming() {
     incoming.clear();
     if (batch.empty() || stopped)
         return;
-    auto ms = unixMs();
+    auto ms = dht::unixMs();
     std::vector<ChatRecord> fresh;
     std::map<dht::ContactId, std::vector<MessageId>> acks;
     try {
@@ -367,7 +356,7 @@ void ChatManager::Impl::flushIncoming() {
 void ChatManager::Impl::onAck(const dht::ContactId& peer, const std::vector<MessageId>& ids,
                               bool read) {
     auto& p = peers[peer];
-    auto ms = unixMs();
+    auto ms = dht::unixMs();
     std::vector<MessageId> changed;
     try {
         store.transaction([&] {
@@ -413,7 +402,7 @@ void ChatManager::Impl::scheduleRetry() {
 // --- public -----------------------------------------------------------------------------------
 
 ChatManager::ChatManager(asio::io_context& io, Store& store, LinkManager& links,
-                         ContactManager& contacts, const dht::ContactId& self, EventSink events,
+                         ContactDirectory& contacts, const dht::ContactId& self, EventSink events,
                          ChatOptions options)
     : impl_(std::make_shared<Impl>(io, store, links, contacts)) {
     impl_->self = self;
@@ -428,9 +417,10 @@ ChatManager::~ChatManager() {
 void ChatManager::start() {
     impl_->links.setMessageHandler(
         [this](const dht::ContactId& peer, const wire::Message& m) { onFrame(peer, m); });
-    impl_->links.setLinkHandler([this](const dht::ContactId& peer, bool up,
-                                       const std::string& reason) { onLink(peer, up, reason); });
-    impl_->contacts.setChatHandler([this](const dht::Envelope& e) { onEnvelope(e); });
+    impl_->links.setLinkHandler(
+        [this](const dht::ContactId& peer, const LinkManager::LinkChange& change) {
+            onLink(peer, change.up, change.goodbye);
+        });
     impl_->scheduleRetry();
     // Resume the outbox left by the last run.
     asio::post(impl_->io, [weak = std::weak_ptr<Impl>(impl_)] {
@@ -454,12 +444,11 @@ void ChatManager::stop() {
     s.retryTimer.cancel();
     s.links.setMessageHandler(nullptr);
     s.links.setLinkHandler(nullptr);
-    s.contacts.setChatHandler(nullptr);
     auto waiters = std::move(s.waiters);
     for (auto& [id, w] : waiters) {
         w->timer->cancel();
         if (auto f = std::move(w->done))
-            f({{"id", hex(id)}, {"delivered", false}, {"error", "the node is stopping"}});
+            f({{"id", dht::toHex(id)}, {"delivered", false}, {"error", "the node is stopping"}});
     }
 }
 
@@ -480,7 +469,7 @@ json ChatManager::send(const dht::ContactId& to, const std::string& text) {
     MessageId id{};
     if (gnutls_rnd(GNUTLS_RND_NONCE, id.data(), id.size()) != 0)
         throw ChatError("the random generator failed");
-    auto record = s.store.addOutgoing(to, id, text, unixMs());
+    auto record = s.store.addOutgoing(to, id, text, dht::unixMs());
     auto j = recordJson(record);
     j["type"] = "chat.message";
     s.events(j);
@@ -489,16 +478,17 @@ json ChatManager::send(const dht::ContactId& to, const std::string& text) {
     // "stored" with this turn's batch). Otherwise the outbox decides.
     if (s.links.connected(to)) {
         if (!p.backlog && s.sendOne(to, p, record))
-            return {{"id", hex(id)}, {"seq", record.seq}, {"state", "stored"}};
+            return {{"id", dht::toHex(id)}, {"seq", record.seq}, {"state", "stored"}};
         // The window is full: the next acknowledgement moves it and sends this one.
         p.backlog = true;
-        return {{"id", hex(id)}, {"seq", record.seq}, {"state", record.state}};
+        return {{"id", dht::toHex(id)}, {"seq", record.seq}, {"state", record.state}};
     }
     p.backlog = true;
     s.pump(to);
     auto current = s.store.message(id);
-    return {
-        {"id", hex(id)}, {"seq", record.seq}, {"state", current ? current->state : record.state}};
+    return {{"id", dht::toHex(id)},
+            {"seq", record.seq},
+            {"state", current ? current->state : record.state}};
 }
 
 void ChatManager::wait(const std::array<std::uint8_t, 16>& id, std::chrono::milliseconds timeout,
@@ -506,11 +496,13 @@ void ChatManager::wait(const std::array<std::uint8_t, 16>& id, std::chrono::mill
     auto& s = *impl_;
     auto r = s.store.message(id);
     if (!r || !r->outgoing) {
-        done({{"id", hex(id)}, {"delivered", false}, {"error", "no message of ours with this id"}});
+        done({{"id", dht::toHex(id)},
+              {"delivered", false},
+              {"error", "no message of ours with this id"}});
         return;
     }
     if (finalState(r->state)) {
-        done({{"id", hex(id)}, {"state", r->state}, {"delivered", true}});
+        done({{"id", dht::toHex(id)}, {"state", r->state}, {"delivered", true}});
         return;
     }
     auto w = std::make_shared<Impl::Waiter>();
@@ -528,7 +520,7 @@ void ChatManager::wait(const std::array<std::uint8_t, 16>& id, std::chrono::mill
             }
         auto current = st->store.message(id);
         if (auto f = std::move(w->done))
-            f({{"id", hex(id)},
+            f({{"id", dht::toHex(id)},
                {"state", current ? current->state : "unknown"},
                {"delivered", false}});
     });
@@ -542,7 +534,7 @@ json ChatManager::history(const dht::ContactId& with, std::size_t limit) const {
 }
 
 json ChatManager::markRead(const dht::ContactId& with) {
-    auto n = impl_->store.markRead(with, unixMs());
+    auto n = impl_->store.markRead(with, dht::unixMs());
     if (n > 0 && impl_->links.connected(with))
         impl_->sendReceipts(with);
     return {{"contact", with.toHex()}, {"marked_read", n}};
@@ -573,7 +565,7 @@ void ChatManager::onFrame(const dht::ContactId& peer, const wire::Message& messa
     }
 }
 
-void ChatManager::onLink(const dht::ContactId& peer, bool up, const std::string& reason) {
+void ChatManager::onLink(const dht::ContactId& peer, bool up, bool goodbye) {
     auto& s = *impl_;
     if (s.stopped)
         return;
@@ -584,7 +576,7 @@ void ChatManager::onLink(const dht::ContactId& peer, bool up, const std::string&
     if (!up) {
         // A contact that said goodbye is going offline: what it has not acknowledged goes
         // into its DHT inbox now, and so does what we send until it is back.
-        p.away = reason == "goodbye";
+        p.away = goodbye;
         if (p.away) {
             p.awaySince = Clock::now();
             s.putToDht(peer); // nothing to connect to: no pump()
@@ -610,7 +602,7 @@ void ChatManager::onEnvelope(const dht::Envelope& e) {
     r.contact = e.from;
     r.seq = e.seq;
     r.sentMs = e.createdMs;
-    r.receivedMs = unixMs();
+    r.receivedMs = dht::unixMs();
     r.text = e.text; // the envelope decoder checked it is UTF-8
     r.state = "received";
     r.updatedMs = *r.receivedMs;

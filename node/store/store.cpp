@@ -1,5 +1,5 @@
 // The profile's SQLite database: schema, migrations and the queries the node needs.
-#include "store.h"
+#include "node/store/store.h"
 
 #include <cstring>
 #include <fcntl.h>

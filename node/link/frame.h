@@ -63,9 +63,10 @@ private:
     FrameError error_ = FrameError::ok;
 };
 
-// The length prefix followed by the payload. Throws std::length_error for a payload over
-// kMaxFrameSize and std::invalid_argument for an empty one (the peer would refuse either).
-std::vector<std::uint8_t> frame(std::span<const std::uint8_t> payload);
+// The length prefix followed by the payload, into `out`. tooLarge for a payload over
+// kMaxFrameSize and empty for an empty one (the peer would refuse either); `out` is only
+// written on ok.
+FrameError frame(std::span<const std::uint8_t> payload, std::vector<std::uint8_t>& out);
 
 // Sent first by both sides. The connection speaks min(version, peer's version); a peer
 // whose minVersion is above ours cannot be talked to.
@@ -130,7 +131,9 @@ std::vector<std::uint8_t> encodeMessage(const Message& message);
 // Never throws; `out` is only written on ok. Unknown keys in a known type are ignored.
 FrameError decodeMessage(std::span<const std::uint8_t> payload, Message& out);
 
-// frame(encodeMessage(message)).
-std::vector<std::uint8_t> encodeFrame(const Message& message);
+// malformed when `message` is over a cap the peer enforces (the kMax* above), else ok.
+FrameError checkCaps(const Message& message);
+// checkCaps, then frame(encodeMessage(message)) into `out`; never throws.
+FrameError encodeFrame(const Message& message, std::vector<std::uint8_t>& out);
 
 } // namespace parley::node::wire

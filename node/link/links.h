@@ -11,7 +11,7 @@
 
 #include "dht/contact_id.h"
 #include "dht/envelope.h"
-#include "frame.h"
+#include "node/link/frame.h"
 
 #include <chrono>
 #include <functional>
@@ -29,7 +29,7 @@ class Overlay;
 
 namespace parley::node {
 
-class ContactManager;
+class ContactDirectory;
 
 namespace quic {
 class Transport;
@@ -57,11 +57,16 @@ class LinkManager {
 public:
     using EventSink = std::function<void(const nlohmann::json& event)>;
     using MessageHandler = std::function<void(const dht::ContactId&, const wire::Message&)>;
-    // `reason` when a link went down: "goodbye" when the peer said it is shutting down.
-    using LinkHandler =
-        std::function<void(const dht::ContactId&, bool up, const std::string& reason)>;
+    // A link came up or went down; `goodbye` when the peer said it is shutting down (it is
+    // going offline, not just moving), `reason` for logs.
+    struct LinkChange {
+        bool up = false;
+        bool goodbye = false;
+        std::string reason;
+    };
+    using LinkHandler = std::function<void(const dht::ContactId&, const LinkChange&)>;
 
-    LinkManager(asio::io_context& io, quic::Transport& transport, ContactManager& contacts,
+    LinkManager(asio::io_context& io, quic::Transport& transport, ContactDirectory& contacts,
                 dht::Overlay& overlay, const dht::ContactId& self, EventSink events,
                 LinkOptions options = {});
     ~LinkManager();

@@ -2,7 +2,7 @@
 // miniupnpc, on a worker thread that renews the mapping and retries with backoff. The
 // worker never touches the io thread's state: it posts updates, and stops posting once
 // stop() has begun.
-#include "portmap.h"
+#include "node/transport/portmap.h"
 
 #include <algorithm>
 #include <arpa/inet.h>

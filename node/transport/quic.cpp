@@ -1,6 +1,8 @@
 // QUIC transport on ngtcp2 0.12 + GnuTLS (see quic.h and FACTS.md "ngtcp2 0.12.1").
-#include "quic.h"
+#include "node/transport/quic.h"
 
+#include "dht/clock.h"
+#include "dht/hex.h"
 #include "dht/udp_endpoint.h"
 
 #include <asio/io_context.hpp>
@@ -53,9 +55,9 @@ std::string cidKey(const ngtcp2_cid& cid) {
     return cidKey(cid.data, cid.datalen);
 }
 
-void randomBytes(std::uint8_t* out, std::size_t len) {
-    if (gnutls_rnd(GNUTLS_RND_RANDOM, out, len) != 0)
-        throw std::runtime_error("GnuTLS random generator failed");
+// Never throws: it runs inside ngtcp2 callbacks (new connection ids).
+void randomBytes(std::uint8_t* out, std::size_t len) noexcept {
+    dht::SystemRandom::instance().fill({out, len});
 }
 
 // PARLEY_QUIC_TRACE=1 prints ngtcp2's own log (very verbose; for debugging only).
@@ -79,17 +81,6 @@ void randCallback(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*) {
     (void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
 }
 
-std::string hex(const unsigned char* data, std::size_t len) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(len * 2);
-    for (std::size_t i = 0; i < len; ++i) {
-        out.push_back(kDigits[data[i] >> 4]);
-        out.push_back(kDigits[data[i] & 15]);
-    }
-    return out;
-}
-
 std::string hostOf(const dht::SocketAddress& a) {
     return a.hostString();
 }
@@ -110,7 +101,7 @@ std::optional<dht::ContactId> peerContactId(gnutls_session_t session) {
     gnutls_datum_t der{nullptr, 0};
     if (gnutls_pubkey_import_x509_raw(key, &certs[0], GNUTLS_X509_FMT_DER, 0) == 0 &&
         gnutls_pubkey_export2(key, GNUTLS_X509_FMT_DER, &der) == 0) {
-        id = dht::ContactId::ofPublicKeyDer(std::span<const std::uint8_t>(der.data, der.size));
+        id = dht::ContactId::hashPublicKeyDer(std::span<const std::uint8_t>(der.data, der.size));
         gnutls_free(der.data);
     }
     gnutls_pubkey_deinit(key);
@@ -121,6 +112,8 @@ std::optional<dht::ContactId> peerContactId(gnutls_session_t session) {
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
 struct SendStream {
     std::deque<std::vector<std::uint8_t>> chunks; // not yet acknowledged
     std::uint64_t base = 0;                       // stream offset of chunks.front()[0]
@@ -129,6 +122,8 @@ struct SendStream {
     std::size_t sendChunk = 0, sendPos = 0;       // where `sent` is in `chunks`
     bool fin = false, finSent = false, blocked = false;
 };
+
+} // namespace
 
 struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
     Impl(asio::io_context& ioContext) : io(ioContext) {}
@@ -245,174 +240,216 @@ public:
 
 namespace {
 
+// Every ngtcp2 and GnuTLS callback runs its body through this: an exception must never unwind
+// through C code (DESIGN.md §2). It is logged, and the library gets its failure code, which
+// closes that one connection.
+template <class F> int guarded(const char* where, int failure, F&& body) noexcept {
+    try {
+        return body();
+    } catch (const std::exception& e) {
+        spdlog::error("QUIC: {} failed: {}", where, e.what());
+    } catch (...) {
+        spdlog::error("QUIC: {} failed with an unknown error", where);
+    }
+    return failure;
+}
+
 ngtcp2_conn* getConn(ngtcp2_crypto_conn_ref* ref) {
     auto& c = *static_cast<Connection*>(ref->user_data);
     return ConnectionAccess::impl(c).conn;
 }
 
-int onVerify(gnutls_session_t session) {
-    auto* ref = static_cast<ngtcp2_crypto_conn_ref*>(gnutls_session_get_ptr(session));
-    auto& c = *static_cast<Connection*>(ref->user_data);
-    auto& ci = ConnectionAccess::impl(c);
-    auto id = peerContactId(session);
-    if (!id) {
-        spdlog::info("QUIC handshake refused: the peer presented no usable certificate");
-        return -1;
-    }
-    if (ConnectionAccess::isClient(c)) {
-        if (*id != ci.expectedPeer) {
-            spdlog::warn("QUIC handshake refused: {} presented the key of {}, not of {}",
-                         c.remote().toString(), id->shortHex(), ci.expectedPeer.shortHex());
+int onVerify(gnutls_session_t session) noexcept {
+    return guarded("onVerify", -1, [&]() -> int {
+        auto* ref = static_cast<ngtcp2_crypto_conn_ref*>(gnutls_session_get_ptr(session));
+        auto& c = *static_cast<Connection*>(ref->user_data);
+        auto& ci = ConnectionAccess::impl(c);
+        auto id = peerContactId(session);
+        if (!id) {
+            spdlog::info("QUIC handshake refused: the peer presented no usable certificate");
             return -1;
         }
-    } else {
-        auto* t = ci.t;
-        if (!t || !t->authorizer || !t->authorizer(*id)) {
-            spdlog::info("QUIC handshake refused: {} at {} is not an accepted contact",
-                         id->shortHex(), c.remote().toString());
-            if (t)
-                ++t->counters.handshakesRefused;
-            return -1;
+        if (ConnectionAccess::isClient(c)) {
+            if (*id != ci.expectedPeer) {
+                spdlog::warn("QUIC handshake refused: {} presented the key of {}, not of {}",
+                             c.remote().toString(), id->shortHex(), ci.expectedPeer.shortHex());
+                return -1;
+            }
+        } else {
+            auto* t = ci.t;
+            if (!t || !t->authorizer || !t->authorizer(*id)) {
+                spdlog::info("QUIC handshake refused: {} at {} is not an accepted contact",
+                             id->shortHex(), c.remote().toString());
+                if (t)
+                    ++t->counters.handshakesRefused;
+                return -1;
+            }
         }
-    }
-    ConnectionAccess::setPeer(c, *id);
-    ci.peerVerified = true;
-    return 0;
+        ConnectionAccess::setPeer(c, *id);
+        ci.peerVerified = true;
+        return 0;
+    });
 }
 
-int onKeyLog(gnutls_session_t session, const char* label, const gnutls_datum_t* secret) {
-    auto* ref = static_cast<ngtcp2_crypto_conn_ref*>(gnutls_session_get_ptr(session));
-    auto& ci = ConnectionAccess::impl(*static_cast<Connection*>(ref->user_data));
-    if (!ci.t || !ci.t->keyLog)
+int onKeyLog(gnutls_session_t session, const char* label, const gnutls_datum_t* secret) noexcept {
+    return guarded("onKeyLog", -1, [&]() -> int {
+        auto* ref = static_cast<ngtcp2_crypto_conn_ref*>(gnutls_session_get_ptr(session));
+        auto& ci = ConnectionAccess::impl(*static_cast<Connection*>(ref->user_data));
+        if (!ci.t || !ci.t->keyLog)
+            return 0;
+        gnutls_datum_t clientRandom{nullptr, 0};
+        gnutls_session_get_random(session, &clientRandom, nullptr);
+        std::fprintf(ci.t->keyLog, "%s %s %s\n", label,
+                     dht::toHex({clientRandom.data, clientRandom.size}).c_str(),
+                     dht::toHex({secret->data, secret->size}).c_str());
+        std::fflush(ci.t->keyLog);
         return 0;
-    gnutls_datum_t clientRandom{nullptr, 0};
-    gnutls_session_get_random(session, &clientRandom, nullptr);
-    std::fprintf(ci.t->keyLog, "%s %s %s\n", label,
-                 hex(clientRandom.data, clientRandom.size).c_str(),
-                 hex(secret->data, secret->size).c_str());
-    std::fflush(ci.t->keyLog);
-    return 0;
+    });
 }
 
 int onRecvStreamData(ngtcp2_conn* conn, std::uint32_t flags, std::int64_t stream, std::uint64_t,
-                     const std::uint8_t* data, std::size_t len, void* user, void*) {
-    auto& ci = ConnectionAccess::impl(self(user));
-    bool fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
-    // Data is handed to the owner once per burst of packets: what follows on the same stream
-    // joins the previous piece (one handler call and one buffer instead of one per packet).
-    if (!ci.inbound.empty() && ci.inbound.back().stream == stream && !ci.inbound.back().fin &&
-        ci.inbound.back().data.size() + len <= Connection::Impl::kMaxInboundPiece) {
-        auto& piece = ci.inbound.back();
-        piece.data.insert(piece.data.end(), data, data + len);
-        piece.fin = fin;
-    } else {
-        ci.inbound.push_back({stream, std::vector<std::uint8_t>(data, data + len), fin});
-    }
-    // The data is copied out at once, so the window can open again right away.
-    ngtcp2_conn_extend_max_stream_offset(conn, stream, len);
-    ngtcp2_conn_extend_max_offset(conn, len);
-    return 0;
+                     const std::uint8_t* data, std::size_t len, void* user, void*) noexcept {
+    return guarded("onRecvStreamData", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        auto& ci = ConnectionAccess::impl(self(user));
+        bool fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
+        // Data is handed to the owner once per burst of packets: what follows on the same stream
+        // joins the previous piece (one handler call and one buffer instead of one per packet).
+        if (!ci.inbound.empty() && ci.inbound.back().stream == stream && !ci.inbound.back().fin &&
+            ci.inbound.back().data.size() + len <= Connection::Impl::kMaxInboundPiece) {
+            auto& piece = ci.inbound.back();
+            piece.data.insert(piece.data.end(), data, data + len);
+            piece.fin = fin;
+        } else {
+            ci.inbound.push_back({stream, std::vector<std::uint8_t>(data, data + len), fin});
+        }
+        // Flow-control credit comes back when the owner consumes the data (at delivery, or
+        // through Connection::consume), never on arrival: a slow reader slows the sender, and
+        // what waits here before start() is bounded by the window.
+        (void)conn;
+        return 0;
+    });
 }
 
 int onAckedStreamData(ngtcp2_conn*, std::int64_t stream, std::uint64_t offset, std::uint64_t len,
-                      void* user, void*) {
-    auto& ci = ConnectionAccess::impl(self(user));
-    auto it = ci.streams.find(stream);
-    if (it == ci.streams.end())
+                      void* user, void*) noexcept {
+    return guarded("onAckedStreamData", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        auto& ci = ConnectionAccess::impl(self(user));
+        auto it = ci.streams.find(stream);
+        if (it == ci.streams.end())
+            return 0;
+        auto& s = it->second;
+        std::uint64_t acked = offset + len;
+        while (!s.chunks.empty() && s.base + s.chunks.front().size() <= acked && s.sendChunk > 0) {
+            s.base += s.chunks.front().size();
+            ci.recycle(std::move(s.chunks.front()));
+            s.chunks.pop_front();
+            --s.sendChunk;
+        }
+        ci.drained.insert(stream);
         return 0;
-    auto& s = it->second;
-    std::uint64_t acked = offset + len;
-    while (!s.chunks.empty() && s.base + s.chunks.front().size() <= acked && s.sendChunk > 0) {
-        s.base += s.chunks.front().size();
-        ci.recycle(std::move(s.chunks.front()));
-        s.chunks.pop_front();
-        --s.sendChunk;
-    }
-    ci.drained.insert(stream);
-    return 0;
+    });
 }
 
 int onStreamClose(ngtcp2_conn*, std::uint32_t, std::int64_t stream, std::uint64_t, void* user,
-                  void*) {
-    auto& ci = ConnectionAccess::impl(self(user));
-    ci.streams.erase(stream);
-    ci.finished.insert(stream);
-    return 0;
+                  void*) noexcept {
+    return guarded("onStreamClose", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        auto& ci = ConnectionAccess::impl(self(user));
+        ci.streams.erase(stream);
+        ci.finished.insert(stream);
+        return 0;
+    });
 }
 
 int onStreamReset(ngtcp2_conn* conn, std::int64_t stream, std::uint64_t, std::uint64_t, void*,
-                  void*) {
-    // They abandoned the stream: stop ours too.
-    ngtcp2_conn_shutdown_stream(conn, stream, 0);
-    return 0;
+                  void*) noexcept {
+    return guarded("onStreamReset", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        // They abandoned the stream: stop ours too.
+        ngtcp2_conn_shutdown_stream(conn, stream, 0);
+        return 0;
+    });
 }
 
-int onExtendMaxStreamData(ngtcp2_conn*, std::int64_t stream, std::uint64_t, void* user, void*) {
-    auto& ci = ConnectionAccess::impl(self(user));
-    if (auto it = ci.streams.find(stream); it != ci.streams.end())
-        it->second.blocked = false;
-    return 0;
+int onExtendMaxStreamData(ngtcp2_conn*, std::int64_t stream, std::uint64_t, void* user,
+                          void*) noexcept {
+    return guarded("onExtendMaxStreamData", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        auto& ci = ConnectionAccess::impl(self(user));
+        if (auto it = ci.streams.find(stream); it != ci.streams.end())
+            it->second.blocked = false;
+        return 0;
+    });
 }
 
 int onRecvDatagram(ngtcp2_conn*, std::uint32_t, const std::uint8_t* data, std::size_t len,
-                   void* user) {
-    auto& ci = ConnectionAccess::impl(self(user));
-    ci.inbound.push_back({-1, std::vector<std::uint8_t>(data, data + len), false});
-    return 0;
+                   void* user) noexcept {
+    return guarded("onRecvDatagram", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        auto& ci = ConnectionAccess::impl(self(user));
+        ci.inbound.push_back({-1, std::vector<std::uint8_t>(data, data + len), false});
+        return 0;
+    });
 }
 
-int onHandshakeConfirmed(ngtcp2_conn*, void* user) {
-    auto& c = self(user);
-    auto& ci = ConnectionAccess::impl(c);
-    if (!ci.peerVerified)
-        return NGTCP2_ERR_CALLBACK_FAILURE; // cannot happen: TLS verified the certificate
-    ConnectionAccess::setEstablished(c);
-    return 0;
+int onHandshakeConfirmed(ngtcp2_conn*, void* user) noexcept {
+    return guarded("onHandshakeConfirmed", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        auto& c = self(user);
+        auto& ci = ConnectionAccess::impl(c);
+        if (!ci.peerVerified)
+            return NGTCP2_ERR_CALLBACK_FAILURE; // cannot happen: TLS verified the certificate
+        ConnectionAccess::setEstablished(c);
+        return 0;
+    });
 }
 
 // A server's handshake completes when the client's Finished arrives, after the client's
 // certificate was checked: for a server that is the confirmation. (A client must wait for
 // HANDSHAKE_DONE: its handshake completes before the server has checked it; FACTS.md.)
-int onHandshakeCompleted(ngtcp2_conn* conn, void* user) {
-    if (!ngtcp2_conn_is_server(conn))
-        return 0;
-    return onHandshakeConfirmed(conn, user);
+int onHandshakeCompleted(ngtcp2_conn* conn, void* user) noexcept {
+    return guarded("onHandshakeCompleted", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        if (!ngtcp2_conn_is_server(conn))
+            return 0;
+        return onHandshakeConfirmed(conn, user);
+    });
 }
 
 int onNewConnectionId(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token, std::size_t len,
-                      void* user) {
-    auto& c = self(user);
-    auto& ci = ConnectionAccess::impl(c);
-    if (!ci.t)
-        return NGTCP2_ERR_CALLBACK_FAILURE;
-    randomBytes(cid->data, len);
-    cid->datalen = len;
-    if (ngtcp2_crypto_generate_stateless_reset_token(token, ci.t->config.resetSecret.data(),
-                                                     ci.t->config.resetSecret.size(), cid) != 0)
-        return NGTCP2_ERR_CALLBACK_FAILURE;
-    auto key = cidKey(*cid);
-    ci.t->byCid[key] = c.weak_from_this();
-    ci.cids.push_back(key);
-    return 0;
+                      void* user) noexcept {
+    return guarded("onNewConnectionId", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        auto& c = self(user);
+        auto& ci = ConnectionAccess::impl(c);
+        if (!ci.t)
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        randomBytes(cid->data, len);
+        cid->datalen = len;
+        if (ngtcp2_crypto_generate_stateless_reset_token(token, ci.t->config.resetSecret.data(),
+                                                         ci.t->config.resetSecret.size(), cid) != 0)
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        auto key = cidKey(*cid);
+        ci.t->byCid[key] = c.weak_from_this();
+        ci.cids.push_back(key);
+        return 0;
+    });
 }
 
-int onRemoveConnectionId(ngtcp2_conn*, const ngtcp2_cid* cid, void* user) {
-    auto& ci = ConnectionAccess::impl(self(user));
-    if (ci.t)
-        ci.t->byCid.erase(cidKey(*cid));
-    return 0;
+int onRemoveConnectionId(ngtcp2_conn*, const ngtcp2_cid* cid, void* user) noexcept {
+    return guarded("onRemoveConnectionId", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        auto& ci = ConnectionAccess::impl(self(user));
+        if (ci.t)
+            ci.t->byCid.erase(cidKey(*cid));
+        return 0;
+    });
 }
 
 int onDcidStatus(ngtcp2_conn*, int type, std::uint64_t, const ngtcp2_cid*,
-                 const std::uint8_t* token, void* user) {
-    auto& c = self(user);
-    auto& ci = ConnectionAccess::impl(c);
-    if (!ci.t || !token || type != NGTCP2_CONNECTION_ID_STATUS_TYPE_ACTIVATE)
+                 const std::uint8_t* token, void* user) noexcept {
+    return guarded("onDcidStatus", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
+        auto& c = self(user);
+        auto& ci = ConnectionAccess::impl(c);
+        if (!ci.t || !token || type != NGTCP2_CONNECTION_ID_STATUS_TYPE_ACTIVATE)
+            return 0;
+        auto key = cidKey(token, NGTCP2_STATELESS_RESET_TOKENLEN);
+        ci.t->byResetToken[key] = c.weak_from_this();
+        ci.resetTokens.push_back(key);
         return 0;
-    auto key = cidKey(token, NGTCP2_STATELESS_RESET_TOKENLEN);
-    ci.t->byResetToken[key] = c.weak_from_this();
-    ci.resetTokens.push_back(key);
-    return 0;
+    });
 }
 
 ngtcp2_callbacks makeCallbacks(bool client) {
@@ -454,6 +491,8 @@ ngtcp2_callbacks makeCallbacks(bool client) {
 // The packets of one flush, written one after another into the transport's buffer and sent
 // in runs of same-sized datagrams to one address: one system call per run (UDP GSO) instead
 // of one per packet, which is what bulk transfers spend their time on (docs/PERFORMANCE.md).
+namespace {
+
 class PacketBatch {
 public:
     PacketBatch(Transport::Impl& t, std::size_t maxPacket) : t_(t), maxPacket_(maxPacket) {}
@@ -506,6 +545,8 @@ private:
     socklen_t remoteLen_ = 0;
 };
 
+} // namespace
+
 class ConnectionDriver {
 public:
     // Creates the TLS session and the ngtcp2 connection. Throws std::runtime_error.
@@ -521,8 +562,10 @@ public:
     static void armTimer(Connection& c);
     static void onTimer(Connection& c);
     static void deliver(Connection& c);
-    static void terminate(Connection& c, const std::string& reason,
-                          const ngtcp2_connection_close_error* sendClose);
+    // `peerCode`: the peer's application code when `by` is ClosedBy::peer.
+    static void terminate(Connection& c, ClosedBy by, const std::string& reason,
+                          const ngtcp2_connection_close_error* sendClose,
+                          std::uint64_t peerCode = 0);
     static void established(Connection& c);
     static bool writeStreams(Connection& c, ngtcp2_path_storage& ps, ngtcp2_tstamp ts,
                              PacketBatch& batch);
@@ -665,14 +708,18 @@ void ConnectionDriver::read(Connection& c, std::span<const std::uint8_t> pkt,
             ngtcp2_connection_close_error err;
             ngtcp2_conn_get_connection_close_error(ci.conn, &err);
             std::string reason = "closed by the peer";
+            // An application close carries our CloseCode; a transport close has none.
+            std::uint64_t peerCode = err.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION
+                                         ? err.error_code
+                                         : 0;
             if (err.reasonlen)
                 reason +=
                     ": " + std::string(reinterpret_cast<const char*>(err.reason), err.reasonlen);
-            terminate(c, reason, nullptr);
+            terminate(c, ClosedBy::peer, reason, nullptr, peerCode);
             return;
         }
         if (rv == NGTCP2_ERR_DROP_CONN) {
-            terminate(c, "dropped", nullptr);
+            terminate(c, ClosedBy::error, "dropped", nullptr);
             return;
         }
         ngtcp2_connection_close_error err;
@@ -687,7 +734,7 @@ void ConnectionDriver::read(Connection& c, std::span<const std::uint8_t> pkt,
             ngtcp2_connection_close_error_set_transport_error_liberr(&err, rv, nullptr, 0);
             reason = std::string("QUIC error: ") + ngtcp2_strerror(rv);
         }
-        terminate(c, reason, &err);
+        terminate(c, ClosedBy::error, reason, &err);
         return;
     }
     // A client follows a NAT rebinding on the server's side only through path validation;
@@ -761,8 +808,11 @@ void ConnectionDriver::deliver(Connection& c) {
         if (in.stream < 0) {
             if (c.onDatagram)
                 c.onDatagram(in.data);
-        } else if (c.onStreamData) {
-            c.onStreamData(in.stream, in.data, in.fin);
+        } else {
+            if (c.onStreamData)
+                c.onStreamData(in.stream, in.data, in.fin);
+            if (c.autoConsume && !c.closed_)
+                c.consume(in.stream, in.data.size());
         }
     }
     for (auto stream : drained)
@@ -899,8 +949,8 @@ void ConnectionDriver::failWrite(Connection& c, PacketBatch& batch, ngtcp2_ssize
     ngtcp2_connection_close_error_default(&err);
     ngtcp2_connection_close_error_set_transport_error_liberr(&err, static_cast<int>(error), nullptr,
                                                              0);
-    terminate(c, std::string("QUIC write error: ") + ngtcp2_strerror(static_cast<int>(error)),
-              &err);
+    terminate(c, ClosedBy::error,
+              std::string("QUIC write error: ") + ngtcp2_strerror(static_cast<int>(error)), &err);
 }
 
 void ConnectionDriver::flush(Connection& c) {
@@ -966,18 +1016,20 @@ void ConnectionDriver::onTimer(Connection& c) {
     int rv = ngtcp2_conn_handle_expiry(ci.conn, nowNs());
     if (rv != 0) {
         if (rv == NGTCP2_ERR_IDLE_CLOSE)
-            terminate(c, "idle timeout: no answer from the peer", nullptr);
+            terminate(c, ClosedBy::timeout, "idle timeout: no answer from the peer", nullptr);
         else if (rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT)
-            terminate(c, "handshake timed out", nullptr);
+            terminate(c, ClosedBy::timeout, "handshake timed out", nullptr);
         else
-            terminate(c, std::string("QUIC timer error: ") + ngtcp2_strerror(rv), nullptr);
+            terminate(c, ClosedBy::error, std::string("QUIC timer error: ") + ngtcp2_strerror(rv),
+                      nullptr);
         return;
     }
     flush(c);
 }
 
-void ConnectionDriver::terminate(Connection& c, const std::string& reason,
-                                 const ngtcp2_connection_close_error* sendClose) {
+void ConnectionDriver::terminate(Connection& c, ClosedBy by, const std::string& reason,
+                                 const ngtcp2_connection_close_error* sendClose,
+                                 std::uint64_t peerCode) {
     auto& ci = *c.impl_;
     if (c.closed_)
         return;
@@ -1040,7 +1092,7 @@ void ConnectionDriver::terminate(Connection& c, const std::string& reason,
     if (dialDone)
         post([dialDone, reason] { dialDone(nullptr, reason); });
     if (onClosed && c.established_)
-        post([onClosed, reason, keep] { onClosed(reason); });
+        post([onClosed, why = CloseReason{by, peerCode, reason}, keep] { onClosed(why); });
 }
 
 void Connection::start() {
@@ -1095,6 +1147,15 @@ std::size_t Connection::buffered(std::int64_t stream) const {
     return it == impl_->streams.end() ? 0 : it->second.total - it->second.base;
 }
 
+void Connection::consume(std::int64_t stream, std::size_t bytes) {
+    if (closed_ || !impl_->conn || bytes == 0)
+        return;
+    // A stream that is already gone still returns its credit to the connection's window.
+    (void)ngtcp2_conn_extend_max_stream_offset(impl_->conn, stream, bytes);
+    ngtcp2_conn_extend_max_offset(impl_->conn, bytes);
+    ConnectionDriver::scheduleFlush(*this);
+}
+
 void Connection::resetStream(std::int64_t stream, std::uint64_t code) {
     if (closed_ || !impl_->conn)
         return;
@@ -1141,7 +1202,7 @@ void Connection::close(CloseCode code, const std::string& reason) {
             &err, static_cast<std::uint64_t>(code),
             reinterpret_cast<const std::uint8_t*>(reason.data()),
             std::min<std::size_t>(reason.size(), 200));
-        ConnectionDriver::terminate(*c, reason, &err);
+        ConnectionDriver::terminate(*c, ClosedBy::us, reason, &err);
     });
 }
 
@@ -1382,7 +1443,8 @@ void Transport::Impl::maybeReset(std::span<const std::uint8_t> pkt,
                           NGTCP2_STATELESS_RESET_TOKENLEN);
         if (auto it = byResetToken.find(key); it != byResetToken.end()) {
             if (auto c = it->second.lock()) {
-                ConnectionDriver::terminate(*c, "the peer restarted (stateless reset)", nullptr);
+                ConnectionDriver::terminate(*c, ClosedBy::reset,
+                                            "the peer restarted (stateless reset)", nullptr);
                 return;
             }
         }
@@ -1476,7 +1538,7 @@ void Transport::shutdown() {
         ngtcp2_connection_close_error_set_application_error(
             &err, static_cast<std::uint64_t>(CloseCode::normal),
             reinterpret_cast<const std::uint8_t*>(kReason), sizeof(kReason) - 1);
-        ConnectionDriver::terminate(*c, "this node is shutting down", &err);
+        ConnectionDriver::terminate(*c, ClosedBy::us, "this node is shutting down", &err);
     }
     s.connections.clear();
 }

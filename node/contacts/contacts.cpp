@@ -1,6 +1,9 @@
 // ContactManager: the contact state machine over inbox envelopes and presence listens.
-#include "contacts.h"
+#include "node/contacts/contacts.h"
 
+#include "dht/clock.h"
+
+#include <algorithm>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
@@ -13,12 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-std::int64_t unixMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 json optionalSeconds(const std::optional<std::int64_t>& ms) {
     return ms ? json(*ms / 1000) : json(nullptr);
 }
@@ -27,7 +24,8 @@ json optionalSeconds(const std::optional<std::int64_t>& ms) {
 
 struct ContactManager::Impl {
     Impl(asio::io_context& ioContext, dht::Overlay& o, Store& s)
-        : io(ioContext), overlay(o), store(s), retryTimer(io), sweepTimer(io) {}
+        : io(ioContext), overlay(o), store(s), retryTimer(io), sweepTimer(io),
+          maintenanceTimer(io) {}
     asio::io_context& io;
     dht::Overlay& overlay;
     Store& store;
@@ -35,15 +33,50 @@ struct ContactManager::Impl {
     std::string selfName;
     EventSink events;
     ContactLimits limits;
-    asio::steady_timer retryTimer, sweepTimer;
+    asio::steady_timer retryTimer, sweepTimer, maintenanceTimer;
     std::set<EnvelopeId> inFlight;
     // Recipients' DER public keys: from their verified key card, or from an envelope they
     // signed (so an answer needs no lookup).
+    // Bound: kMaxKeys; when full, a stranger's key goes first (rememberKey).
     std::map<dht::ContactId, std::vector<std::uint8_t>> keys;
     std::map<EnvelopeId, int> noCardRetries; // backoff while a recipient's card is missing
-    std::map<dht::ContactId, std::pair<std::int64_t, int>> senderWindow; // hour start, count
+    // Request counts per sender this hour (hour start, count). Bound: kMaxSenderWindows;
+    // windows older than an hour are pruned at maintenance, the oldest first when full.
+    std::map<dht::ContactId, std::pair<std::int64_t, int>> senderWindow;
+    // Counters not yet written: a dropped envelope costs no SQLite write of its own; they
+    // are saved at maintenance and at stop.
+    std::map<std::string, std::int64_t> unsavedCounters;
+    std::int64_t lastSeenPurgeMs = 0;
     std::set<dht::ContactId> followed;
+    // Accepted contacts, mirrored from the store at every change, so that the QUIC verify
+    // callback asks memory, not SQLite (a store error must never unwind through GnuTLS).
+    std::set<dht::ContactId> accepted;
     ConnectHandler connectHandler, chatHandler;
+
+    void rememberKey(const dht::ContactId& id, std::vector<std::uint8_t> key) {
+        if (keys.size() >= kMaxKeys && !keys.count(id)) {
+            auto victim = std::find_if(keys.begin(), keys.end(),
+                                       [&](const auto& k) { return !accepted.count(k.first); });
+            keys.erase(victim != keys.end() ? victim : keys.begin());
+        }
+        keys[id] = std::move(key);
+    }
+    void saveCounters() {
+        for (const auto& [name, n] : unsavedCounters)
+            store.addCounter(name, n);
+        unsavedCounters.clear();
+    }
+    void saveContact(const ContactRecord& record) {
+        store.upsertContact(record);
+        if (record.state == ContactState::accepted)
+            accepted.insert(record.id);
+        else
+            accepted.erase(record.id);
+    }
+    bool eraseContact(const dht::ContactId& id) {
+        accepted.erase(id);
+        return store.removeContact(id);
+    }
     bool stopped = false;
 };
 
@@ -55,6 +88,9 @@ ContactManager::ContactManager(asio::io_context& io, dht::Overlay& overlay, Stor
     impl_->selfName = std::move(selfName);
     impl_->events = std::move(events);
     impl_->limits = limits;
+    for (const auto& c : impl_->store.contacts())
+        if (c.state == ContactState::accepted)
+            impl_->accepted.insert(c.id);
 }
 
 ContactManager::~ContactManager() {
@@ -69,7 +105,7 @@ void ContactManager::start() {
         if (!s || s->stopped)
             return;
         if (e.from == signer && !signerKey.empty())
-            s->keys[signer] = signerKey;
+            s->rememberKey(signer, signerKey);
         onEnvelope(e, signer);
     });
     for (const auto& c : impl_->store.contacts())
@@ -79,6 +115,29 @@ void ContactManager::start() {
         trySend(p);
     scheduleRetry();
     sweepPresence();
+    maintain();
+}
+
+void ContactManager::maintain() {
+    auto& s = *impl_;
+    auto now = dht::unixMs();
+    try {
+        s.saveCounters();
+        if (now - s.lastSeenPurgeMs >= s.limits.seenPurgeInterval.count() * 1000) {
+            s.store.purgeSeen(now);
+            s.lastSeenPurgeMs = now;
+        }
+    } catch (const StoreError& e) {
+        spdlog::warn("contacts: maintenance postponed: {}", e.what()); // retried next time
+    }
+    std::erase_if(s.senderWindow, [&](const auto& w) { return now - w.second.first > 3600'000; });
+    s.maintenanceTimer.expires_after(s.limits.maintenance);
+    s.maintenanceTimer.async_wait(
+        [this, weak = std::weak_ptr<Impl>(impl_)](const std::error_code& ec) {
+            auto st = weak.lock();
+            if (!ec && st && !st->stopped)
+                maintain();
+        });
 }
 
 void ContactManager::stop() {
@@ -87,10 +146,16 @@ void ContactManager::stop() {
     impl_->stopped = true;
     impl_->retryTimer.cancel();
     impl_->sweepTimer.cancel();
+    impl_->maintenanceTimer.cancel();
+    try {
+        impl_->saveCounters();
+    } catch (const StoreError& e) {
+        spdlog::warn("contacts: counters not saved: {}", e.what());
+    }
 }
 
 void ContactManager::count(const std::string& name) {
-    impl_->store.addCounter(name, 1);
+    ++impl_->unsavedCounters[name];
 }
 
 json ContactManager::counters() const {
@@ -99,7 +164,9 @@ json ContactManager::counters() const {
                              "envelopes_from-the-future", "envelopes_replayed",
                              "envelopes_from_blocked", "requests_over_cap", "requests_over_rate",
                              "accepts_unsolicited", "connect_from_stranger", "chat_from_stranger"})
-        j[name] = impl_->store.counter(name);
+        j[name] = impl_->store.counter(name) + impl_->unsavedCounters[name];
+    j["sender_windows"] = impl_->senderWindow.size();
+    j["cached_keys"] = impl_->keys.size();
     return j;
 }
 
@@ -145,7 +212,7 @@ void ContactManager::add(const dht::ContactId& id, const std::string& message,
     if (message.size() > dht::kMaxRequestMessageSize || !dht::isValidUtf8(message))
         throw ContactError("the message must be at most " +
                            std::to_string(dht::kMaxRequestMessageSize) + " bytes of UTF-8");
-    auto now = unixMs();
+    auto now = dht::unixMs();
     auto existing = s.store.contact(id);
     if (existing && existing->state == ContactState::blocked)
         throw ContactError("this contact is blocked: 'parley contact unblock' first");
@@ -168,7 +235,7 @@ void ContactManager::add(const dht::ContactId& id, const std::string& message,
     if (!existing)
         record.createdMs = now;
     record.updatedMs = now;
-    s.store.upsertContact(record);
+    s.saveContact(record);
     queue(dht::EnvelopeKind::contactRequest, id, message, [done, id](const std::string& status) {
         done({{"id", id.toHex()}, {"state", "outgoing"}, {"delivery", status}});
     });
@@ -180,8 +247,8 @@ json ContactManager::accept(const dht::ContactId& id) {
     if (!existing || existing->state != ContactState::incoming)
         throw ContactError("no contact request from " + id.toHex());
     existing->state = ContactState::accepted;
-    existing->updatedMs = unixMs();
-    s.store.upsertContact(*existing);
+    existing->updatedMs = dht::unixMs();
+    s.saveContact(*existing);
     queue(dht::EnvelopeKind::contactAccept, id, "");
     follow(id);
     s.events({{"type", "contact.accepted"}, {"id", id.toHex()}, {"by", "us"}});
@@ -193,7 +260,7 @@ void ContactManager::decline(const dht::ContactId& id) {
     if (!existing || existing->state != ContactState::incoming)
         throw ContactError("no contact request from " + id.toHex());
     // No answer goes back: a declined sender learns nothing, not even that we are online.
-    impl_->store.removeContact(id);
+    impl_->eraseContact(id);
 }
 
 void ContactManager::block(const dht::ContactId& id) {
@@ -201,14 +268,14 @@ void ContactManager::block(const dht::ContactId& id) {
     if (id == s.self)
         throw ContactError("that is your own contact id");
     auto record = s.store.contact(id).value_or(ContactRecord{});
-    auto now = unixMs();
+    auto now = dht::unixMs();
     if (record.createdMs == 0)
         record.createdMs = now;
     record.id = id;
     record.state = ContactState::blocked;
     record.online = false;
     record.updatedMs = now;
-    s.store.upsertContact(record);
+    s.saveContact(record);
     dropPending(id);
     unfollow(id);
 }
@@ -217,11 +284,11 @@ void ContactManager::unblock(const dht::ContactId& id) {
     auto existing = impl_->store.contact(id);
     if (!existing || existing->state != ContactState::blocked)
         throw ContactError(id.toHex() + " is not blocked");
-    impl_->store.removeContact(id);
+    impl_->eraseContact(id);
 }
 
 void ContactManager::remove(const dht::ContactId& id) {
-    if (!impl_->store.removeContact(id))
+    if (!impl_->eraseContact(id))
         throw ContactError("unknown contact " + id.toHex());
     dropPending(id);
     unfollow(id);
@@ -240,7 +307,7 @@ void ContactManager::queue(dht::EnvelopeKind kind, const dht::ContactId& to,
     e.kind = kind;
     if (gnutls_rnd(GNUTLS_RND_NONCE, e.id.data(), e.id.size()) != 0)
         throw ContactError("no randomness available");
-    e.createdMs = unixMs();
+    e.createdMs = dht::unixMs();
     e.from = s.self;
     e.to = to;
     e.name = dht::truncateUtf8(s.selfName, dht::kMaxNameSize);
@@ -264,7 +331,7 @@ void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) 
         status("not-stored");
         return;
     }
-    if (unixMs() - pending.createdMs > dht::kEnvelopeWindowMs) {
+    if (dht::unixMs() - pending.createdMs > dht::kEnvelopeWindowMs) {
         s.store.removePending(pending.id); // the recipient would drop it anyway
         status("expired");
         return;
@@ -334,7 +401,7 @@ void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) 
                 return;
             }
             st->noCardRetries.erase(id);
-            st->keys[to] = key;
+            st->rememberKey(to, key);
             send(key);
         });
 }
@@ -354,9 +421,8 @@ std::optional<bool> ContactManager::online(const dht::ContactId& id) const {
     return c->online;
 }
 
-bool ContactManager::isAccepted(const dht::ContactId& id) const {
-    auto c = impl_->store.contact(id);
-    return c && c->state == ContactState::accepted;
+bool ContactManager::isAccepted(const dht::ContactId& id) const noexcept {
+    return impl_->accepted.count(id) != 0;
 }
 
 void ContactManager::withKey(const dht::ContactId& id,
@@ -373,7 +439,7 @@ void ContactManager::withKey(const dht::ContactId& id,
             return;
         auto key = r.card ? dht::publicKeyOfCard(*r.card) : std::vector<std::uint8_t>{};
         if (!key.empty())
-            st->keys[id] = key;
+            st->rememberKey(id, key);
         done(key);
     });
 }
@@ -406,7 +472,14 @@ void ContactManager::scheduleRetry() {
 }
 
 bool ContactManager::senderOverRate(const dht::ContactId& id, std::int64_t nowMs) {
-    auto& [start, n] = impl_->senderWindow[id];
+    auto& windows = impl_->senderWindow;
+    if (windows.size() >= kMaxSenderWindows && !windows.count(id)) {
+        auto oldest = std::min_element(windows.begin(), windows.end(), [](auto& a, auto& b) {
+            return a.second.first < b.second.first;
+        });
+        windows.erase(oldest);
+    }
+    auto& [start, n] = windows[id];
     if (nowMs - start > 3600'000) {
         start = nowMs;
         n = 0;
@@ -416,33 +489,43 @@ bool ContactManager::senderOverRate(const dht::ContactId& id, std::int64_t nowMs
 
 void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& signer) {
     auto& s = *impl_;
-    auto now = unixMs();
+    auto now = dht::unixMs();
     auto verdict = dht::checkEnvelope(e, signer, s.self, now);
     if (verdict != dht::EnvelopeVerdict::accept) {
         count("envelopes_" + std::string(dht::toString(verdict)));
         return;
     }
+    // Whatever is dropped is dropped before the seen table (a SQLite write): a flood of
+    // strangers' envelopes costs memory-only counters. What is acted on is marked seen first,
+    // so a replay does nothing.
     auto window = dht::isConnectKind(e.kind) ? dht::kConnectWindowMs : dht::kEnvelopeWindowMs;
-    if (!s.store.markEnvelopeSeen(e.id, e.createdMs + window)) {
+    auto firstTime = [&] {
+        if (s.store.markEnvelopeSeen(e.id, e.createdMs + window))
+            return true;
         count("envelopes_replayed");
+        return false;
+    };
+    if (dht::isConnectKind(e.kind) || e.kind == dht::EnvelopeKind::chatMessage) {
+        // Only accepted contacts learn where we are or get their messages read: a stranger
+        // gets no answer at all.
+        bool connect = dht::isConnectKind(e.kind);
+        if (!s.accepted.count(e.from)) {
+            auto c = s.store.contact(e.from);
+            bool blocked = c && c->state == ContactState::blocked;
+            count(blocked ? "envelopes_from_blocked"
+                          : (connect ? "connect_from_stranger" : "chat_from_stranger"));
+            return;
+        }
+        if (!firstTime())
+            return;
+        auto& handler = connect ? s.connectHandler : s.chatHandler;
+        if (handler)
+            handler(e);
         return;
     }
     auto existing = s.store.contact(e.from);
     if (existing && existing->state == ContactState::blocked) {
         count("envelopes_from_blocked"); // dropped without a reply
-        return;
-    }
-    if (dht::isConnectKind(e.kind) || e.kind == dht::EnvelopeKind::chatMessage) {
-        // Only accepted contacts learn where we are or get their messages read: a stranger
-        // gets no answer at all.
-        bool connect = dht::isConnectKind(e.kind);
-        if (!existing || existing->state != ContactState::accepted) {
-            count(connect ? "connect_from_stranger" : "chat_from_stranger");
-            return;
-        }
-        auto& handler = connect ? s.connectHandler : s.chatHandler;
-        if (handler)
-            handler(e);
         return;
     }
     if (e.kind == dht::EnvelopeKind::contactAccept) {
@@ -451,16 +534,31 @@ void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& si
                 count("accepts_unsolicited");
             return;
         }
+        if (!firstTime())
+            return;
         existing->state = ContactState::accepted;
         if (!e.name.empty())
             existing->name = e.name;
         existing->updatedMs = now;
-        s.store.upsertContact(*existing);
+        s.saveContact(*existing);
         follow(e.from);
         s.events({{"type", "contact.accepted"}, {"id", e.from.toHex()}, {"by", "them"}});
         return;
     }
     // A contact request.
+    bool known = existing && (existing->state == ContactState::accepted ||
+                              existing->state == ContactState::outgoing);
+    if (!known && senderOverRate(e.from, now)) {
+        count("requests_over_rate");
+        return;
+    }
+    if (!known && !existing &&
+        s.store.countContacts(ContactState::incoming) >= s.limits.maxPendingIncoming) {
+        count("requests_over_cap");
+        return;
+    }
+    if (!firstTime())
+        return;
     if (existing && existing->state == ContactState::accepted) {
         // They lost their state (reinstall, removal): confirm again.
         queue(dht::EnvelopeKind::contactAccept, e.from, "");
@@ -471,18 +569,10 @@ void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& si
         existing->state = ContactState::accepted;
         existing->name = e.name;
         existing->updatedMs = now;
-        s.store.upsertContact(*existing);
+        s.saveContact(*existing);
         queue(dht::EnvelopeKind::contactAccept, e.from, "");
         follow(e.from);
         s.events({{"type", "contact.accepted"}, {"id", e.from.toHex()}, {"by", "both"}});
-        return;
-    }
-    if (senderOverRate(e.from, now)) {
-        count("requests_over_rate");
-        return;
-    }
-    if (!existing && s.store.countContacts(ContactState::incoming) >= s.limits.maxPendingIncoming) {
-        count("requests_over_cap");
         return;
     }
     ContactRecord record = existing.value_or(ContactRecord{});
@@ -493,7 +583,7 @@ void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& si
     if (!existing)
         record.createdMs = now;
     record.updatedMs = now;
-    s.store.upsertContact(record);
+    s.saveContact(record);
     s.events({{"type", "contact.request"},
               {"id", e.from.toHex()},
               {"name", e.name},
@@ -523,7 +613,8 @@ void ContactManager::onPresence(const dht::ContactId& id, const dht::Presence& p
         return;
     if (record->lastSeenMs && p.timestampMs < *record->lastSeenMs)
         return; // an older copy from another replica
-    bool online = p.status != dht::PresenceStatus::offline && dht::isPresenceFresh(p, unixMs());
+    bool online =
+        p.status != dht::PresenceStatus::offline && dht::isPresenceFresh(p, dht::unixMs());
     bool changed = online != record->online;
     s.store.setPresence(id, online, p.timestampMs);
     if (changed)
@@ -536,7 +627,7 @@ void ContactManager::onPresence(const dht::ContactId& id, const dht::Presence& p
 // A contact that vanished without saying goodbye (crash, network loss) goes stale.
 void ContactManager::sweepPresence() {
     auto& s = *impl_;
-    auto now = unixMs();
+    auto now = dht::unixMs();
     for (const auto& c : s.store.contacts()) {
         if (c.state != ContactState::accepted || !c.online || !c.lastSeenMs)
             continue;

@@ -1,5 +1,5 @@
 // Candidate selection and gathering.
-#include "candidates.h"
+#include "node/transport/candidates.h"
 
 #include "dht/envelope.h"
 

@@ -13,7 +13,7 @@
 
 #include "dht/contact_id.h"
 #include "dht/envelope.h"
-#include "frame.h"
+#include "node/link/frame.h"
 
 #include <chrono>
 #include <functional>
@@ -28,7 +28,7 @@ class io_context;
 
 namespace parley::node {
 
-class ContactManager;
+class ContactDirectory;
 class LinkManager;
 class Store;
 
@@ -48,7 +48,7 @@ class ChatManager {
 public:
     using EventSink = std::function<void(const nlohmann::json& event)>;
 
-    ChatManager(asio::io_context& io, Store& store, LinkManager& links, ContactManager& contacts,
+    ChatManager(asio::io_context& io, Store& store, LinkManager& links, ContactDirectory& contacts,
                 const dht::ContactId& self, EventSink events, ChatOptions options = {});
     ~ChatManager();
     ChatManager(const ChatManager&) = delete;
@@ -72,7 +72,7 @@ public:
 
     // From the link manager and the contact manager.
     void onFrame(const dht::ContactId& peer, const wire::Message& message);
-    void onLink(const dht::ContactId& peer, bool up, const std::string& reason);
+    void onLink(const dht::ContactId& peer, bool up, bool goodbye);
     void onEnvelope(const dht::Envelope& envelope);
 
     nlohmann::json counters() const;

@@ -1,5 +1,5 @@
 // ControlServer: accepts local connections, parses lines, dispatches, streams events.
-#include "control_server.h"
+#include "node/api/control_server.h"
 
 #include <asio/io_context.hpp>
 #include <asio/local/stream_protocol.hpp>
@@ -26,8 +26,6 @@ json errorObject(const json& id, int code, const std::string& message, const jso
         err["data"] = data;
     return {{"jsonrpc", "2.0"}, {"id", id}, {"error", err}};
 }
-
-} // namespace
 
 struct Session : std::enable_shared_from_this<Session> {
     explicit Session(Socket s) : socket(std::move(s)), input(rpc::kMaxLineBytes) {}
@@ -73,6 +71,8 @@ struct Session : std::enable_shared_from_this<Session> {
 };
 
 constexpr std::size_t kMaxSessions = 256;
+
+} // namespace
 
 struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::io_context& ioContext, std::filesystem::path p)

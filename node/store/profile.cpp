@@ -1,5 +1,5 @@
 // Profile directory layout, identity files and settings.
-#include "profile.h"
+#include "node/store/profile.h"
 
 #include "dht/socket_address.h"
 

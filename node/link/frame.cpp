@@ -1,8 +1,9 @@
 // Control-stream frames: the length-prefix reader and the msgpack codec of each message type.
-#include "frame.h"
+#include "node/link/frame.h"
 
 #include "dht/records.h"
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <msgpack.hpp>
@@ -405,22 +406,20 @@ void FrameReader::compact() {
     offset_ = 0;
 }
 
-std::vector<std::uint8_t> frame(std::span<const std::uint8_t> payload) {
+FrameError frame(std::span<const std::uint8_t> payload, std::vector<std::uint8_t>& out) {
     if (payload.size() > kMaxFrameSize)
-        throw std::length_error("control frame payload of " + std::to_string(payload.size()) +
-                                " bytes exceeds the " + std::to_string(kMaxFrameSize) +
-                                "-byte limit");
+        return FrameError::tooLarge;
     if (payload.empty())
-        throw std::invalid_argument("a control frame needs a non-empty payload");
+        return FrameError::empty;
     auto length = static_cast<std::uint32_t>(payload.size());
-    std::vector<std::uint8_t> out;
+    out.clear();
     out.reserve(kFramePrefixSize + payload.size());
     out.push_back(static_cast<std::uint8_t>(length >> 24));
     out.push_back(static_cast<std::uint8_t>(length >> 16));
     out.push_back(static_cast<std::uint8_t>(length >> 8));
     out.push_back(static_cast<std::uint8_t>(length));
     out.insert(out.end(), payload.begin(), payload.end());
-    return out;
+    return FrameError::ok;
 }
 
 std::string_view typeName(const Message& message) {
@@ -466,8 +465,37 @@ FrameError decodeMessage(std::span<const std::uint8_t> payload, Message& out) {
     }
 }
 
-std::vector<std::uint8_t> encodeFrame(const Message& message) {
-    return frame(encodeMessage(message));
+FrameError checkCaps(const Message& message) {
+    auto within = [](const auto& list, std::size_t cap) { return list.size() <= cap; };
+    bool ok = std::visit(
+        [&](const auto& m) {
+            using T = std::decay_t<decltype(m)>;
+            if constexpr (std::is_same_v<T, Hello>) {
+                return within(m.features, kMaxFeatures) && within(m.agent, kMaxAgentSize) &&
+                       std::all_of(m.features.begin(), m.features.end(),
+                                   [&](const auto& f) { return within(f, kMaxFeatureSize); });
+            } else if constexpr (std::is_same_v<T, Goodbye>) {
+                return within(m.reason, kMaxGoodbyeReasonSize);
+            } else if constexpr (std::is_same_v<T, ChatMessage>) {
+                return within(m.text, kMaxChatTextSize);
+            } else if constexpr (std::is_same_v<T, ChatAck> || std::is_same_v<T, ChatRead>) {
+                return within(m.ids, kMaxIdsPerFrame);
+            } else {
+                return true;
+            }
+        },
+        message);
+    return ok ? FrameError::ok : FrameError::malformed;
+}
+
+FrameError encodeFrame(const Message& message, std::vector<std::uint8_t>& out) {
+    if (auto error = checkCaps(message); error != FrameError::ok)
+        return error;
+    try {
+        return frame(encodeMessage(message), out);
+    } catch (const std::bad_alloc&) {
+        return FrameError::tooLarge;
+    }
 }
 
 } // namespace parley::node::wire

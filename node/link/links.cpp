@@ -1,11 +1,12 @@
 // LinkManager: connect envelopes, dialling and punching, hello, ping, idle close, reconnect.
-#include "links.h"
+#include "node/link/links.h"
 
-#include "candidates.h"
-#include "contacts.h"
+#include "dht/clock.h"
 #include "dht/overlay.h"
 #include "dht/udp_endpoint.h"
-#include "quic.h"
+#include "node/link/contact_directory.h"
+#include "node/transport/candidates.h"
+#include "node/transport/quic.h"
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
@@ -21,12 +22,6 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-std::int64_t unixMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 double msSince(Clock::time_point t) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -52,8 +47,6 @@ ConnectResult failed(std::string error) {
     r.error = std::move(error);
     return r;
 }
-
-} // namespace
 
 struct Link {
     dht::ContactId peer;
@@ -100,12 +93,14 @@ struct Attempt {
     std::vector<quic::ConnectionPtr> standby;
 };
 
+} // namespace
+
 struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
-    Impl(asio::io_context& ioContext, quic::Transport& t, ContactManager& c, dht::Overlay& o)
+    Impl(asio::io_context& ioContext, quic::Transport& t, ContactDirectory& c, dht::Overlay& o)
         : io(ioContext), transport(t), contacts(c), overlay(o) {}
     asio::io_context& io;
     quic::Transport& transport;
-    ContactManager& contacts;
+    ContactDirectory& contacts;
     dht::Overlay& overlay;
     dht::ContactId self;
     EventSink events;
@@ -138,7 +133,7 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
                 std::span<const std::uint8_t> data, bool fin);
     void onMessage(const std::shared_ptr<Link>& link, const wire::Message& message);
     void activate(const std::shared_ptr<Link>& link);
-    void onClosed(const std::shared_ptr<Link>& link, const std::string& reason);
+    void onClosed(const std::shared_ptr<Link>& link, const quic::CloseReason& why);
     void protocolError(const std::shared_ptr<Link>& link, const std::string& reason);
     bool sendOn(const std::shared_ptr<Link>& link, const wire::Message& message);
     void armIdle(const std::shared_ptr<Link>& link);
@@ -223,7 +218,7 @@ void LinkManager::Impl::sendRequest(Attempt& a) {
     dht::Envelope e;
     e.kind = dht::EnvelopeKind::connectRequest;
     e.id = a.requestId;
-    e.createdMs = unixMs();
+    e.createdMs = dht::unixMs();
     e.from = self;
     e.to = a.peer;
     e.candidates = ourCandidates();
@@ -355,11 +350,11 @@ void LinkManager::Impl::setupLink(const quic::ConnectionPtr& conn) {
         if (s && l)
             s->onData(l, stream, data, fin);
     };
-    conn->onClosed = [weak, wl](const std::string& reason) {
+    conn->onClosed = [weak, wl](const quic::CloseReason& why) {
         auto s = weak.lock();
         auto l = wl.lock();
         if (s && l)
-            s->onClosed(l, reason);
+            s->onClosed(l, why);
     };
     conn->start();
     if (conn->isClient()) {
@@ -384,7 +379,13 @@ void LinkManager::Impl::setupLink(const quic::ConnectionPtr& conn) {
 bool LinkManager::Impl::sendOn(const std::shared_ptr<Link>& link, const wire::Message& message) {
     if (link->control < 0 || link->conn->closed())
         return false;
-    auto bytes = wire::encodeFrame(message);
+    std::vector<std::uint8_t> bytes;
+    if (auto error = wire::encodeFrame(message, bytes); error != wire::FrameError::ok) {
+        count("encode_errors");
+        spdlog::error("not sending a {} frame to {}: {}", wire::typeName(message),
+                      link->peer.shortHex(), wire::describe(error));
+        return false;
+    }
     auto backlog = link->conn->write(link->control, bytes);
     if (backlog > kMaxControlBacklog) {
         protocolError(link, "the peer does not read its control stream");
@@ -524,7 +525,7 @@ void LinkManager::Impl::activate(const std::shared_ptr<Link>& link) {
     finishAttempt(link->peer, succeeded(link, false));
     armIdle(link);
     if (linkHandler)
-        linkHandler(link->peer, true, "");
+        linkHandler(link->peer, {.up = true, .goodbye = false, .reason = {}});
 }
 
 void LinkManager::Impl::armIdle(const std::shared_ptr<Link>& link) {
@@ -548,7 +549,8 @@ void LinkManager::Impl::armIdle(const std::shared_ptr<Link>& link) {
         });
 }
 
-void LinkManager::Impl::onClosed(const std::shared_ptr<Link>& link, const std::string& reason) {
+void LinkManager::Impl::onClosed(const std::shared_ptr<Link>& link, const quic::CloseReason& why) {
+    const std::string& reason = why.text;
     bool wasPending = pending.erase(link) > 0;
     link->timer->cancel();
     // A path that never said hello: the next confirmed one (if any) takes over.
@@ -573,12 +575,11 @@ void LinkManager::Impl::onClosed(const std::shared_ptr<Link>& link, const std::s
     count("links_down");
     events({{"type", "link.down"}, {"id", link->peer.toHex()}, {"reason", reason}});
     if (linkHandler)
-        linkHandler(link->peer, false,
-                    link->goodbye || reason == "closed by the peer: shutting down" ? "goodbye"
-                                                                                   : reason);
+        linkHandler(link->peer, {.up = false, .goodbye = link->goodbye, .reason = reason});
     // Lost rather than closed on purpose (the peer restarted, moved or vanished) while in
     // use: set it up again. A peer's own close (idle, shutdown, goodbye) is deliberate.
-    bool deliberate = link->closedByUs || reason.rfind("closed by the peer", 0) == 0;
+    bool deliberate =
+        link->closedByUs || why.by == quic::ClosedBy::us || why.by == quic::ClosedBy::peer;
     if (!deliberate && !stopped && Clock::now() - link->lastUsed < options.idleClose) {
         spdlog::info("link to {} lost ({}); reconnecting", link->peer.shortHex(), reason);
         scheduleReconnect(link->peer);
@@ -615,9 +616,9 @@ void LinkManager::Impl::scheduleReconnect(const dht::ContactId& peer) {
 
 // --- public -----------------------------------------------------------------------------------
 
-LinkManager::LinkManager(asio::io_context& io, quic::Transport& transport, ContactManager& contacts,
-                         dht::Overlay& overlay, const dht::ContactId& self, EventSink events,
-                         LinkOptions options)
+LinkManager::LinkManager(asio::io_context& io, quic::Transport& transport,
+                         ContactDirectory& contacts, dht::Overlay& overlay,
+                         const dht::ContactId& self, EventSink events, LinkOptions options)
     : impl_(std::make_shared<Impl>(io, transport, contacts, overlay)) {
     impl_->self = self;
     impl_->events = std::move(events);
@@ -656,7 +657,6 @@ void LinkManager::start() {
                      conn->peer().shortHex(), conn->remote().toString());
         s->attemptFor(conn->peer(), true);
     });
-    impl_->contacts.setConnectHandler([this](const dht::Envelope& e) { onConnectEnvelope(e); });
 }
 
 void LinkManager::stop() {
@@ -664,7 +664,6 @@ void LinkManager::stop() {
     if (s.stopped)
         return;
     s.stopped = true;
-    s.contacts.setConnectHandler(nullptr);
     for (auto& [peer, a] : s.attempts) {
         a->lifetime->cancel();
         a->punchTimer->cancel();
@@ -847,7 +846,7 @@ void LinkManager::onConnectEnvelope(const dht::Envelope& e) {
         dht::Envelope answer;
         answer.kind = dht::EnvelopeKind::connectAnswer;
         answer.id = randomId();
-        answer.createdMs = unixMs();
+        answer.createdMs = dht::unixMs();
         answer.from = s.self;
         answer.to = e.from;
         answer.replyTo = e.id;

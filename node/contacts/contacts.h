@@ -5,7 +5,7 @@
 #include "dht/contact_id.h"
 #include "dht/envelope.h"
 #include "dht/overlay.h"
-#include "store.h"
+#include "node/store/store.h"
 
 #include <chrono>
 #include <functional>
@@ -32,7 +32,13 @@ struct ContactLimits {
     int maxRequestsPerSenderPerHour = 3;  // new request envelopes accepted from one sender
     std::chrono::seconds retryInterval{15};
     std::chrono::seconds presenceSweep{30};
+    std::chrono::seconds maintenance{5};         // counters saved, old rate windows pruned
+    std::chrono::seconds seenPurgeInterval{600}; // expired envelope ids forgotten
 };
+
+// Bounds of the tables the network feeds (ContactManager).
+inline constexpr std::size_t kMaxKeys = 4096;          // cached public keys
+inline constexpr std::size_t kMaxSenderWindows = 4096; // per-sender request windows
 
 class ContactManager {
 public:
@@ -72,7 +78,8 @@ public:
     void setChatHandler(ConnectHandler handler);
     // An accepted contact's presence as last seen (nullopt: not an accepted contact).
     std::optional<bool> online(const dht::ContactId& id) const;
-    bool isAccepted(const dht::ContactId& id) const;
+    // From memory (mirrored from the store): safe inside TLS callbacks.
+    bool isAccepted(const dht::ContactId& id) const noexcept;
     // Their DER public key (cached, or from their key card); empty when not found.
     void withKey(const dht::ContactId& id,
                  std::function<void(const std::vector<std::uint8_t>&)> done);
@@ -94,6 +101,7 @@ private:
     void unfollow(const dht::ContactId& id);
     void onPresence(const dht::ContactId& id, const dht::Presence& presence);
     void sweepPresence();
+    void maintain();
     void count(const std::string& name);
     bool senderOverRate(const dht::ContactId& id, std::int64_t nowMs);
     nlohmann::json toJson(const ContactRecord& record) const;
