@@ -130,8 +130,36 @@ std::string SocketAddress::toString() const {
 }
 
 bool SocketAddress::operator==(const SocketAddress& o) const {
-    return len_ == o.len_ && family() == o.family() && hostString() == o.hostString() &&
-           port() == o.port();
+    if (family() != o.family() || port() != o.port())
+        return false;
+    if (family() == AF_INET) {
+        const auto& a = reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr;
+        const auto& b = reinterpret_cast<const sockaddr_in*>(&o.storage_)->sin_addr;
+        return std::memcmp(&a, &b, sizeof a) == 0;
+    }
+    if (family() == AF_INET6) {
+        const auto* a = reinterpret_cast<const sockaddr_in6*>(&storage_);
+        const auto* b = reinterpret_cast<const sockaddr_in6*>(&o.storage_);
+        return std::memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0 &&
+               a->sin6_scope_id == b->sin6_scope_id;
+    }
+    return len_ == o.len_; // both empty (or a family we do not know)
+}
+
+std::size_t SocketAddress::hash() const {
+    // FNV-1a over the address bytes and the port.
+    std::size_t h = 1469598103934665603ULL;
+    auto mix = [&h](const void* p, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i)
+            h = (h ^ static_cast<const std::uint8_t*>(p)[i]) * 1099511628211ULL;
+    };
+    if (family() == AF_INET)
+        mix(&reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, 4);
+    else if (family() == AF_INET6)
+        mix(&reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, 16);
+    auto p = port();
+    mix(&p, sizeof p);
+    return h;
 }
 
 } // namespace parley::dht

@@ -31,7 +31,9 @@ public:
     socklen_t length() const { return len_; }
     void setLength(socklen_t len) { len_ = len; }
 
+    // Family, address bytes (and IPv6 scope) and port: no formatting.
     bool operator==(const SocketAddress& o) const;
+    std::size_t hash() const;
 
 private:
     sockaddr_storage storage_{};
@@ -42,3 +44,7 @@ private:
 std::optional<std::pair<std::string, std::string>> splitHostPort(std::string_view text);
 
 } // namespace parley::dht
+
+template <> struct std::hash<parley::dht::SocketAddress> {
+    std::size_t operator()(const parley::dht::SocketAddress& a) const noexcept { return a.hash(); }
+};

@@ -2,6 +2,8 @@
 #include "node/contacts/contacts.h"
 
 #include "dht/clock.h"
+#include "dht/timer_set.h"
+#include "node/contacts/request_policy.h"
 
 #include <algorithm>
 #include <asio/io_context.hpp>
@@ -16,6 +18,20 @@ using nlohmann::json;
 
 namespace {
 
+Relation relationOf(ContactState state) {
+    switch (state) {
+    case ContactState::outgoing:
+        return Relation::outgoing;
+    case ContactState::incoming:
+        return Relation::incoming;
+    case ContactState::accepted:
+        return Relation::accepted;
+    case ContactState::blocked:
+        return Relation::blocked;
+    }
+    return Relation::stranger;
+}
+
 json optionalSeconds(const std::optional<std::int64_t>& ms) {
     return ms ? json(*ms / 1000) : json(nullptr);
 }
@@ -24,8 +40,8 @@ json optionalSeconds(const std::optional<std::int64_t>& ms) {
 
 struct ContactManager::Impl {
     Impl(asio::io_context& ioContext, dht::Overlay& o, Store& s)
-        : io(ioContext), overlay(o), store(s), retryTimer(io), sweepTimer(io),
-          maintenanceTimer(io) {}
+        : io(ioContext), overlay(o), store(s), retryTimer(io), sweepTimer(io), maintenanceTimer(io),
+          timers(io) {}
     asio::io_context& io;
     dht::Overlay& overlay;
     Store& store;
@@ -34,15 +50,14 @@ struct ContactManager::Impl {
     EventSink events;
     ContactLimits limits;
     asio::steady_timer retryTimer, sweepTimer, maintenanceTimer;
+    dht::TimerSet timers; // the quick retries while a recipient's card is missing
     std::set<EnvelopeId> inFlight;
     // Recipients' DER public keys: from their verified key card, or from an envelope they
     // signed (so an answer needs no lookup).
     // Bound: kMaxKeys; when full, a stranger's key goes first (rememberKey).
     std::map<dht::ContactId, std::vector<std::uint8_t>> keys;
     std::map<EnvelopeId, int> noCardRetries; // backoff while a recipient's card is missing
-    // Request counts per sender this hour (hour start, count). Bound: kMaxSenderWindows;
-    // windows older than an hour are pruned at maintenance, the oldest first when full.
-    std::map<dht::ContactId, std::pair<std::int64_t, int>> senderWindow;
+    RequestPolicy policy;                    // admission, per-sender windows, card retries
     // Counters not yet written: a dropped envelope costs no SQLite write of its own; they
     // are saved at maintenance and at stop.
     std::map<std::string, std::int64_t> unsavedCounters;
@@ -88,6 +103,10 @@ ContactManager::ContactManager(asio::io_context& io, dht::Overlay& overlay, Stor
     impl_->selfName = std::move(selfName);
     impl_->events = std::move(events);
     impl_->limits = limits;
+    impl_->policy = RequestPolicy(RequestLimits{
+        .maxPendingIncoming = limits.maxPendingIncoming,
+        .maxRequestsPerSenderPerHour = limits.maxRequestsPerSenderPerHour,
+    });
     for (const auto& c : impl_->store.contacts())
         if (c.state == ContactState::accepted)
             impl_->accepted.insert(c.id);
@@ -130,7 +149,7 @@ void ContactManager::maintain() {
     } catch (const StoreError& e) {
         spdlog::warn("contacts: maintenance postponed: {}", e.what()); // retried next time
     }
-    std::erase_if(s.senderWindow, [&](const auto& w) { return now - w.second.first > 3600'000; });
+    s.policy.prune(now);
     s.maintenanceTimer.expires_after(s.limits.maintenance);
     s.maintenanceTimer.async_wait(
         [this, weak = std::weak_ptr<Impl>(impl_)](const std::error_code& ec) {
@@ -147,6 +166,7 @@ void ContactManager::stop() {
     impl_->retryTimer.cancel();
     impl_->sweepTimer.cancel();
     impl_->maintenanceTimer.cancel();
+    impl_->timers.cancelAll();
     try {
         impl_->saveCounters();
     } catch (const StoreError& e) {
@@ -165,7 +185,7 @@ json ContactManager::counters() const {
                              "envelopes_from_blocked", "requests_over_cap", "requests_over_rate",
                              "accepts_unsolicited", "connect_from_stranger", "chat_from_stranger"})
         j[name] = impl_->store.counter(name) + impl_->unsavedCounters[name];
-    j["sender_windows"] = impl_->senderWindow.size();
+    j["sender_windows"] = impl_->policy.senderWindows();
     j["cached_keys"] = impl_->keys.size();
     return j;
 }
@@ -342,8 +362,10 @@ void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) 
         status("expired");
         return;
     }
-    s.inFlight.insert(pending.id);
+    // The store first: if it fails (disk full, locked), nothing is in flight and the next
+    // retry tries again; the other order left the id in flight for ever.
     s.store.bumpPendingAttempts(pending.id);
+    s.inFlight.insert(pending.id);
     auto weak = std::weak_ptr<Impl>(impl_);
     auto send = [weak, envelope, status](const std::vector<std::uint8_t>& key) {
         auto st = weak.lock();
@@ -385,19 +407,15 @@ void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) 
                 spdlog::info("no key card for {} yet; the request stays pending", to.shortHex());
                 // Retry soon (1, 2, 4, 8 s), then with the regular retries: the card of
                 // someone who has just come online appears within seconds.
-                int n = st->noCardRetries[id]++;
-                if (n < 4) {
-                    auto timer =
-                        std::make_shared<asio::steady_timer>(st->io, std::chrono::seconds(1 << n));
-                    timer->async_wait([this, weak, timer, id](const std::error_code& ec) {
+                if (auto delay = st->policy.cardRetryDelay(st->noCardRetries[id]++))
+                    st->timers.after(*delay, [this, weak, id] {
                         auto st2 = weak.lock();
-                        if (ec || !st2 || st2->stopped)
+                        if (!st2 || st2->stopped)
                             return;
                         for (const auto& p : st2->store.pending())
                             if (p.id == id)
                                 trySend(p);
                     });
-                }
                 return;
             }
             st->noCardRetries.erase(id);
@@ -471,22 +489,6 @@ void ContactManager::scheduleRetry() {
     });
 }
 
-bool ContactManager::senderOverRate(const dht::ContactId& id, std::int64_t nowMs) {
-    auto& windows = impl_->senderWindow;
-    if (windows.size() >= kMaxSenderWindows && !windows.count(id)) {
-        auto oldest = std::min_element(windows.begin(), windows.end(), [](auto& a, auto& b) {
-            return a.second.first < b.second.first;
-        });
-        windows.erase(oldest);
-    }
-    auto& [start, n] = windows[id];
-    if (nowMs - start > 3600'000) {
-        start = nowMs;
-        n = 0;
-    }
-    return ++n > impl_->limits.maxRequestsPerSenderPerHour;
-}
-
 void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& signer) {
     auto& s = *impl_;
     auto now = dht::unixMs();
@@ -498,44 +500,33 @@ void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& si
     // Whatever is dropped is dropped before the seen table (a SQLite write): a flood of
     // strangers' envelopes costs memory-only counters. What is acted on is marked seen first,
     // so a replay does nothing.
+    std::optional<ContactRecord> existing;
+    auto relation = Relation::accepted;
+    if (!s.accepted.count(e.from)) {
+        existing = s.store.contact(e.from);
+        relation = !existing ? Relation::stranger : relationOf(existing->state);
+    } else if (!dht::isConnectKind(e.kind) && e.kind != dht::EnvelopeKind::chatMessage) {
+        existing = s.store.contact(e.from);
+    }
+    auto admission = s.policy.admit(e.kind, e.from, relation, now,
+                                    [&] { return s.store.countContacts(ContactState::incoming); });
+    if (admission != Admission::act) {
+        if (auto name = RequestPolicy::counterName(admission, e.kind); !name.empty())
+            count(std::string(name));
+        return;
+    }
     auto window = dht::isConnectKind(e.kind) ? dht::kConnectWindowMs : dht::kEnvelopeWindowMs;
-    auto firstTime = [&] {
-        if (s.store.markEnvelopeSeen(e.id, e.createdMs + window))
-            return true;
+    if (!s.store.markEnvelopeSeen(e.id, e.createdMs + window)) {
         count("envelopes_replayed");
-        return false;
-    };
+        return;
+    }
     if (dht::isConnectKind(e.kind) || e.kind == dht::EnvelopeKind::chatMessage) {
-        // Only accepted contacts learn where we are or get their messages read: a stranger
-        // gets no answer at all.
-        bool connect = dht::isConnectKind(e.kind);
-        if (!s.accepted.count(e.from)) {
-            auto c = s.store.contact(e.from);
-            bool blocked = c && c->state == ContactState::blocked;
-            count(blocked ? "envelopes_from_blocked"
-                          : (connect ? "connect_from_stranger" : "chat_from_stranger"));
-            return;
-        }
-        if (!firstTime())
-            return;
-        auto& handler = connect ? s.connectHandler : s.chatHandler;
+        auto& handler = dht::isConnectKind(e.kind) ? s.connectHandler : s.chatHandler;
         if (handler)
             handler(e);
         return;
     }
-    auto existing = s.store.contact(e.from);
-    if (existing && existing->state == ContactState::blocked) {
-        count("envelopes_from_blocked"); // dropped without a reply
-        return;
-    }
     if (e.kind == dht::EnvelopeKind::contactAccept) {
-        if (!existing || existing->state != ContactState::outgoing) {
-            if (!existing || existing->state != ContactState::accepted)
-                count("accepts_unsolicited");
-            return;
-        }
-        if (!firstTime())
-            return;
         existing->state = ContactState::accepted;
         if (!e.name.empty())
             existing->name = e.name;
@@ -546,19 +537,6 @@ void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& si
         return;
     }
     // A contact request.
-    bool known = existing && (existing->state == ContactState::accepted ||
-                              existing->state == ContactState::outgoing);
-    if (!known && senderOverRate(e.from, now)) {
-        count("requests_over_rate");
-        return;
-    }
-    if (!known && !existing &&
-        s.store.countContacts(ContactState::incoming) >= s.limits.maxPendingIncoming) {
-        count("requests_over_cap");
-        return;
-    }
-    if (!firstTime())
-        return;
     if (existing && existing->state == ContactState::accepted) {
         // They lost their state (reinstall, removal): confirm again.
         queue(dht::EnvelopeKind::contactAccept, e.from, "");

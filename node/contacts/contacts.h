@@ -37,8 +37,7 @@ struct ContactLimits {
 };
 
 // Bounds of the tables the network feeds (ContactManager).
-inline constexpr std::size_t kMaxKeys = 4096;          // cached public keys
-inline constexpr std::size_t kMaxSenderWindows = 4096; // per-sender request windows
+inline constexpr std::size_t kMaxKeys = 4096; // cached public keys
 
 class ContactManager {
 public:
@@ -103,7 +102,6 @@ private:
     void sweepPresence();
     void maintain();
     void count(const std::string& name);
-    bool senderOverRate(const dht::ContactId& id, std::int64_t nowMs);
     nlohmann::json toJson(const ContactRecord& record) const;
 
     struct Impl;

@@ -3,6 +3,7 @@
 
 #include "dht/clock.h"
 #include "dht/overlay.h"
+#include "dht/timer_set.h"
 #include "dht/udp_endpoint.h"
 #include "node/link/contact_directory.h"
 #include "node/transport/candidates.h"
@@ -97,7 +98,7 @@ struct Attempt {
 
 struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     Impl(asio::io_context& ioContext, quic::Transport& t, ContactDirectory& c, dht::Overlay& o)
-        : io(ioContext), transport(t), contacts(c), overlay(o) {}
+        : io(ioContext), transport(t), contacts(c), overlay(o), timers(ioContext) {}
     asio::io_context& io;
     quic::Transport& transport;
     ContactDirectory& contacts;
@@ -113,6 +114,7 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     std::map<dht::ContactId, std::shared_ptr<Attempt>> attempts;
     std::map<dht::ContactId, dht::SocketAddress> lastRemote;
     std::map<dht::ContactId, std::pair<int, std::unique_ptr<asio::steady_timer>>> reconnects;
+    dht::TimerSet timers; // pings' loss deadlines
     std::map<std::string, std::uint64_t> counts;
     bool stopped = false;
 
@@ -664,6 +666,7 @@ void LinkManager::stop() {
     if (s.stopped)
         return;
     s.stopped = true;
+    s.timers.cancelAll();
     for (auto& [peer, a] : s.attempts) {
         a->lifetime->cancel();
         a->punchTimer->cancel();
@@ -794,15 +797,13 @@ void LinkManager::ping(const dht::ContactId& peer, int count, std::chrono::milli
             };
             link->pings[seq] = record;
             // A ping that gets no pong in 5 s counts as lost.
-            auto lossTimer = std::make_shared<asio::steady_timer>(s2->io, std::chrono::seconds(5));
-            lossTimer->async_wait([wl = std::weak_ptr<Link>(link), seq, record,
-                                   lossTimer](const std::error_code& ec) {
-                if (ec)
-                    return;
-                if (auto l = wl.lock())
-                    l->pings.erase(seq);
-                record(std::nullopt);
-            });
+            // (Cancelled at stop; the link's close then answers the ping as lost.)
+            s2->timers.after(std::chrono::seconds(5),
+                             [wl = std::weak_ptr<Link>(link), seq, record] {
+                                 if (auto l = wl.lock())
+                                     l->pings.erase(seq);
+                                 record(std::nullopt);
+                             });
             s2->sendOn(link, wire::Ping{seq, monotonicUs()});
         };
         (*next)();

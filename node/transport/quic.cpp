@@ -137,6 +137,20 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
     Authorizer authorizer;
     std::function<void(ConnectionPtr)> acceptHandler, suspectHandler;
     std::set<ConnectionPtr> connections;
+    // Established connections we serve, by the client's current address: an unmatched
+    // packet from a client that may have restarted is looked up in O(1), not by a scan.
+    std::unordered_multimap<dht::SocketAddress, std::weak_ptr<Connection>> servedByRemote;
+    void indexServed(Connection& c) { servedByRemote.emplace(c.remote(), c.weak_from_this()); }
+    void unindexServed(Connection& c) {
+        auto [from, to] = servedByRemote.equal_range(c.remote());
+        for (auto it = from; it != to; ++it) {
+            auto p = it->second.lock();
+            if (!p || p.get() == &c) {
+                servedByRemote.erase(it);
+                return;
+            }
+        }
+    }
     std::unordered_map<std::string, std::weak_ptr<Connection>> byCid;
     std::map<std::string, std::weak_ptr<Connection>> byResetToken;
     std::map<std::string, std::chrono::steady_clock::time_point> expected; // host:port -> until
@@ -739,8 +753,17 @@ void ConnectionDriver::read(Connection& c, std::span<const std::uint8_t> pkt,
     }
     // A client follows a NAT rebinding on the server's side only through path validation;
     // the remote address we report is the current path's.
-    if (auto* p = ngtcp2_conn_get_path(ci.conn); p && p->remote.addrlen)
-        ConnectionAccess::setRemote(c, dht::SocketAddress(p->remote.addr, p->remote.addrlen));
+    if (auto* p = ngtcp2_conn_get_path(ci.conn); p && p->remote.addrlen) {
+        dht::SocketAddress now(p->remote.addr, p->remote.addrlen);
+        if (!(now == c.remote_)) {
+            bool indexed = wasEstablished && !c.client_ && ci.t;
+            if (indexed)
+                ci.t->unindexServed(c);
+            ConnectionAccess::setRemote(c, now);
+            if (indexed)
+                ci.t->indexServed(c);
+        }
+    }
     if (!wasEstablished && c.established_)
         established(c);
     // Data reaches the owner, and acknowledgements and answers go out, once per burst of
@@ -766,6 +789,8 @@ void ConnectionDriver::established(Connection& c) {
     }
     ngtcp2_conn_set_keep_alive_timeout(
         ci.conn, static_cast<ngtcp2_duration>(t->config.keepAlive.count()) * NGTCP2_MILLISECONDS);
+    if (!c.client_)
+        t->indexServed(c);
     if (c.client_) {
         if (auto* params = ngtcp2_conn_get_remote_transport_params(ci.conn);
             params && params->stateless_reset_token_present) {
@@ -1074,6 +1099,8 @@ void ConnectionDriver::terminate(Connection& c, ClosedBy by, const std::string& 
         }
         if (!c.established_)
             ++t->counters.connectionsFailed;
+        else if (!c.client_)
+            t->unindexServed(c);
         t->connections.erase(keep);
     }
     if (c.established_)
@@ -1452,7 +1479,10 @@ void Transport::Impl::maybeReset(std::span<const std::uint8_t> pkt,
     // From the address of a client we serve (e.g. its stateless reset, which we cannot check:
     // no token for its first connection id): it may have restarted.
     if (suspectHandler)
-        for (const auto& c : connections) {
+        for (auto [it, end] = servedByRemote.equal_range(from); it != end; ++it) {
+            auto c = it->second.lock();
+            if (!c)
+                continue;
             auto& ci = ConnectionAccess::impl(*c);
             if (!c->established() || c->isClient() || !(c->remote() == from) ||
                 std::chrono::steady_clock::now() - ci.lastSuspect < std::chrono::seconds(5))

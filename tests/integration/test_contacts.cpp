@@ -3,6 +3,7 @@
 #include "dht/clock.h"
 #include "dht/envelope.h"
 #include "node/contacts/contacts.h"
+#include "node/contacts/request_policy.h"
 #include "support/test_support.h"
 
 #include <catch2/catch.hpp>
@@ -320,7 +321,7 @@ TEST_CASE("20,000 forged and strangers' envelopes leave memory and the database 
     CHECK(c["chat_from_stranger"] == 5000);
     CHECK(c["requests_over_cap"] == 4900); // 100 incoming requests are kept, the cap
     CHECK(requestsOf(*b.node).size() == 100);
-    CHECK(c["sender_windows"].get<std::size_t>() <= node::kMaxSenderWindows);
+    CHECK(c["sender_windows"].get<std::size_t>() <= node::RequestLimits{}.maxSenderWindows);
     CHECK(c["cached_keys"].get<std::size_t>() <= node::kMaxKeys);
     // A dropped envelope costs no write (a counter saved every 5 s may add a page or two); a
     // write each would be megabytes of WAL, as the 100 kept requests show.

@@ -1,12 +1,16 @@
-// The base pieces of dht/: hex, the clocks, the random generators, the thread owner.
+// The base pieces of dht/: hex, the clocks, the random generators, the thread owner, and
+// SocketAddress equality.
 #include "dht/clock.h"
 #include "dht/hex.h"
+#include "dht/socket_address.h"
 #include "dht/thread_owner.h"
+#include "dht/timer_set.h"
 
 #include <array>
 #include <catch2/catch.hpp>
 #include <set>
 #include <thread>
+#include <unordered_set>
 
 using namespace parley::dht;
 
@@ -83,4 +87,38 @@ TEST_CASE("ThreadOwner knows its owner", "[base]") {
     owner.release();
     std::thread([&] { other = owner.isOwner(); }).join();
     CHECK(other);
+}
+
+TEST_CASE("SocketAddress compares and hashes address bytes and port, not text", "[base]") {
+    auto a = *SocketAddress::parse("192.0.2.1:4000");
+    auto same = *SocketAddress::parse("192.0.2.1:4000");
+    CHECK(a == same);
+    CHECK(std::hash<SocketAddress>{}(a) == std::hash<SocketAddress>{}(same));
+    CHECK_FALSE(a == *SocketAddress::parse("192.0.2.1:4001"));
+    CHECK_FALSE(a == *SocketAddress::parse("192.0.2.2:4000"));
+    CHECK_FALSE(a == *SocketAddress::parse("[::ffff:192.0.2.1]:4000")); // another family
+    auto v6 = *SocketAddress::parse("[2001:db8::1]:5");
+    CHECK(v6 == *SocketAddress::parse("[2001:DB8:0::1]:5")); // other spelling, same bytes
+    CHECK_FALSE(v6 == *SocketAddress::parse("[2001:db8::2]:5"));
+    CHECK(SocketAddress() == SocketAddress());
+    CHECK_FALSE(SocketAddress() == a);
+    std::unordered_set<SocketAddress> set{a, same, v6};
+    CHECK(set.size() == 2);
+}
+
+TEST_CASE("TimerSet runs what is due and cancels the rest at once", "[base]") {
+    asio::io_context io;
+    TimerSet timers(io);
+    int fired = 0;
+    timers.after(std::chrono::milliseconds(1), [&] { ++fired; });
+    timers.after(std::chrono::hours(1), [&] { fired += 100; });
+    CHECK(timers.pending() == 2);
+    while (fired == 0)
+        io.run_one();
+    CHECK(fired == 1);
+    CHECK(timers.pending() == 1);
+    timers.cancelAll();
+    CHECK(timers.pending() == 0);
+    io.run(); // returns: the hour-long timer no longer holds the loop
+    CHECK(fired == 1);
 }
