@@ -1,6 +1,7 @@
 // Inbox envelope encoding, decoding and receiver checks.
 #include "envelope.h"
 
+#include "msgpack_reader.h"
 #include "records.h"
 
 #include <msgpack.hpp>
@@ -15,28 +16,33 @@ msgpack::unpack_limit envelopeLimits() {
                                  /*depth*/ 3);
 }
 
-bool keyIs(const msgpack::object& key, std::string_view name) {
-    return key.type == msgpack::type::STR &&
-           std::string_view(key.via.str.ptr, key.via.str.size) == name;
-}
+constexpr FieldErrors<EnvelopeError> kFieldErrors{EnvelopeError::malformed,
+                                                  EnvelopeError::invalidField};
 
-bool readBin(const msgpack::object& o, std::span<std::uint8_t> out) {
-    if (o.type != msgpack::type::BIN || o.via.bin.size != out.size())
-        return false;
-    std::copy(o.via.bin.ptr, o.via.bin.ptr + o.via.bin.size, out.begin());
-    return true;
-}
-
-bool readString(const msgpack::object& o, std::size_t max, std::string& out, bool& tooLong) {
-    if (o.type != msgpack::type::STR)
-        return false;
-    std::string_view text(o.via.str.ptr, o.via.str.size);
-    if (text.size() > max || !isValidUtf8(text)) {
-        tooLong = true;
-        return false;
+// Reads every known field whatever the kind, so that a bad one fails any envelope.
+void readEnvelope(MsgpackFields<EnvelopeError>& in, Envelope& e) {
+    std::uint64_t version = 0, kind = 0;
+    if (in.unsignedNumber("v", version, Need::required) && version != kEnvelopeVersion)
+        in.reject("v", EnvelopeError::unsupportedVersion);
+    if (in.unsignedNumber("k", kind, Need::required)) {
+        if (kind >= 1 && kind <= 5)
+            e.kind = static_cast<EnvelopeKind>(kind);
+        else
+            in.reject("k", EnvelopeError::invalidField);
     }
-    out = text;
-    return true;
+    in.fixedBin("id", e.id, Need::required);
+    in.unsignedNumber("t", e.createdMs, Need::required); // a negative time is malformed
+    ContactId::Bytes from{}, to{};
+    if (in.fixedBin("from", from, Need::required))
+        e.from = ContactId(from);
+    if (in.fixedBin("to", to, Need::required))
+        e.to = ContactId(to);
+    in.text("name", kMaxNameSize, e.name, Need::optional);
+    in.text("msg", kMaxRequestMessageSize, e.message, Need::optional);
+    in.textList("cand", kMaxCandidates, kMaxCandidateSize, e.candidates, Need::optional);
+    in.unsignedNumber("seq", e.seq, Need::optional);
+    in.text("text", kMaxEnvelopeChatText, e.text, Need::optional);
+    in.fixedBin("re", e.replyTo, Need::optional);
 }
 
 void packBin(msgpack::packer<msgpack::sbuffer>& pk, std::span<const std::uint8_t> bytes) {
@@ -137,82 +143,19 @@ std::vector<std::uint8_t> encodeEnvelope(const Envelope& e) {
 EnvelopeError decodeEnvelope(std::span<const std::uint8_t> bytes, Envelope& out) {
     if (bytes.size() > kMaxEnvelopeSize)
         return EnvelopeError::tooLarge;
-    msgpack::object_handle handle;
-    try {
-        handle = msgpack::unpack(reinterpret_cast<const char*>(bytes.data()), bytes.size(), nullptr,
-                                 nullptr, envelopeLimits());
-    } catch (const std::exception&) {
-        return EnvelopeError::malformed;
-    }
-    const auto& map = handle.get();
-    if (map.type != msgpack::type::MAP)
-        return EnvelopeError::malformed;
     Envelope e;
-    bool haveVersion = false, haveKind = false, haveId = false, haveTime = false, haveFrom = false,
-         haveTo = false;
-    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
-        const auto& [key, val] = map.via.map.ptr[i];
-        bool bad = false;
-        if (keyIs(key, "v")) {
-            if (val.type != msgpack::type::POSITIVE_INTEGER)
-                return EnvelopeError::malformed;
-            if (val.via.u64 != kEnvelopeVersion)
-                return EnvelopeError::unsupportedVersion;
-            haveVersion = true;
-        } else if (keyIs(key, "k")) {
-            if (val.type != msgpack::type::POSITIVE_INTEGER)
-                return EnvelopeError::malformed;
-            if (val.via.u64 < 1 || val.via.u64 > 5)
-                return EnvelopeError::invalidField;
-            e.kind = static_cast<EnvelopeKind>(val.via.u64);
-            haveKind = true;
-        } else if (keyIs(key, "id")) {
-            if (!readBin(val, e.id))
-                return EnvelopeError::malformed;
-            haveId = true;
-        } else if (keyIs(key, "t")) {
-            if (val.type != msgpack::type::POSITIVE_INTEGER || val.via.u64 > INT64_MAX)
-                return EnvelopeError::malformed;
-            e.createdMs = static_cast<std::int64_t>(val.via.u64);
-            haveTime = true;
-        } else if (keyIs(key, "from") || keyIs(key, "to")) {
-            ContactId::Bytes id{};
-            if (!readBin(val, id))
-                return EnvelopeError::malformed;
-            (keyIs(key, "from") ? e.from : e.to) = ContactId(id);
-            (keyIs(key, "from") ? haveFrom : haveTo) = true;
-        } else if (keyIs(key, "name")) {
-            if (!readString(val, kMaxNameSize, e.name, bad))
-                return bad ? EnvelopeError::invalidField : EnvelopeError::malformed;
-        } else if (keyIs(key, "msg")) {
-            if (!readString(val, kMaxRequestMessageSize, e.message, bad))
-                return bad ? EnvelopeError::invalidField : EnvelopeError::malformed;
-        } else if (keyIs(key, "cand")) {
-            if (val.type != msgpack::type::ARRAY)
-                return EnvelopeError::malformed;
-            if (val.via.array.size > kMaxCandidates)
-                return EnvelopeError::invalidField;
-            e.candidates.clear();
-            for (std::uint32_t j = 0; j < val.via.array.size; ++j) {
-                std::string candidate;
-                if (!readString(val.via.array.ptr[j], kMaxCandidateSize, candidate, bad))
-                    return bad ? EnvelopeError::invalidField : EnvelopeError::malformed;
-                e.candidates.push_back(std::move(candidate));
-            }
-        } else if (keyIs(key, "seq")) {
-            if (val.type != msgpack::type::POSITIVE_INTEGER)
-                return EnvelopeError::malformed;
-            e.seq = val.via.u64;
-        } else if (keyIs(key, "text")) {
-            if (!readString(val, kMaxEnvelopeChatText, e.text, bad))
-                return bad ? EnvelopeError::invalidField : EnvelopeError::malformed;
-        } else if (keyIs(key, "re")) {
-            if (!readBin(val, e.replyTo))
-                return EnvelopeError::malformed;
-        }
-    }
-    if (!haveVersion || !haveKind || !haveId || !haveTime || !haveFrom || !haveTo)
+    try {
+        auto handle = unpackMsgpack(bytes, envelopeLimits());
+        if (!handle)
+            return EnvelopeError::malformed;
+        MsgpackFields in(handle->get(), kFieldErrors);
+        readEnvelope(in, e);
+        if (in.failed())
+            return in.error();
+    } catch (const std::exception&) {
+        // Running out of memory copying a field.
         return EnvelopeError::malformed;
+    }
     if (e.kind == EnvelopeKind::chatMessage && e.seq == 0)
         return EnvelopeError::malformed;
     // Fields of other kinds are ignored, like unknown keys: what decodes, re-encodes the same.

@@ -1,6 +1,8 @@
 // Key card and presence encoding, decoding and verification.
 #include "records.h"
 
+#include "msgpack_reader.h"
+
 #include <gnutls/abstract.h>
 #include <gnutls/x509.h>
 #include <msgpack.hpp>
@@ -15,54 +17,43 @@ msgpack::unpack_limit recordLimits() {
                                  /*ext*/ 0, /*depth*/ 4);
 }
 
-bool unpackMap(std::span<const std::uint8_t> bytes, msgpack::object_handle& handle) {
-    try {
-        handle = msgpack::unpack(reinterpret_cast<const char*>(bytes.data()), bytes.size(), nullptr,
-                                 nullptr, recordLimits());
-    } catch (const std::exception&) {
-        return false;
-    }
-    return handle.get().type == msgpack::type::MAP;
+constexpr FieldErrors<RecordError> kFieldErrors{RecordError::malformed, RecordError::invalidField};
+
+// The major version field common to every record, checked before any other field.
+RecordError checkVersion(MsgpackFields<RecordError>& in) {
+    std::uint64_t version = 0;
+    if (!in.unsignedNumber("v", version, Need::required) || in.failed())
+        return in.error();
+    return version == kRecordVersion ? RecordError::ok : RecordError::unsupportedVersion;
 }
 
-bool keyIs(const msgpack::object& key, std::string_view name) {
-    return key.type == msgpack::type::STR &&
-           std::string_view(key.via.str.ptr, key.via.str.size) == name;
+RecordError readKeyCard(MsgpackFields<RecordError>& in, KeyCard& card) {
+    if (auto err = checkVersion(in); err != RecordError::ok)
+        return err;
+    if (in.bin("cert", kMaxCertificateSize, card.certificate, Need::required) &&
+        card.certificate.empty())
+        in.reject("cert", RecordError::invalidField);
+    in.text("name", kMaxNameSize, card.name, Need::optional);
+    in.unsignedList("proto", kMaxProtocols, card.protocols, Need::optional);
+    in.signedNumber("t", card.createdAt, Need::optional);
+    // Unknown keys are ignored: a minor revision may add fields.
+    return in.error();
 }
 
-bool readUint(const msgpack::object& o, std::uint64_t& out) {
-    if (o.type != msgpack::type::POSITIVE_INTEGER)
-        return false;
-    out = o.via.u64;
-    return true;
-}
-
-bool readInt(const msgpack::object& o, std::int64_t& out) {
-    if (o.type == msgpack::type::POSITIVE_INTEGER) {
-        if (o.via.u64 > static_cast<std::uint64_t>(INT64_MAX))
-            return false;
-        out = static_cast<std::int64_t>(o.via.u64);
-        return true;
+RecordError readPresence(MsgpackFields<RecordError>& in, Presence& presence) {
+    if (auto err = checkVersion(in); err != RecordError::ok)
+        return err;
+    std::uint64_t status = 0;
+    if (in.unsignedNumber("s", status, Need::required)) {
+        if (status >= 1 && status <= 3)
+            presence.status = static_cast<PresenceStatus>(status);
+        else
+            in.reject("s", RecordError::invalidField);
     }
-    if (o.type == msgpack::type::NEGATIVE_INTEGER) {
-        out = o.via.i64;
-        return true;
-    }
-    return false;
-}
-
-// Checks the major version field common to every record.
-RecordError checkVersion(const msgpack::object& map) {
-    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
-        const auto& kv = map.via.map.ptr[i];
-        if (keyIs(kv.key, "v")) {
-            std::uint64_t v = 0;
-            if (!readUint(kv.val, v))
-                return RecordError::malformed;
-            return v == kRecordVersion ? RecordError::ok : RecordError::unsupportedVersion;
-        }
-    }
-    return RecordError::malformed;
+    if (in.signedNumber("t", presence.timestampMs, Need::required) && presence.timestampMs < 0)
+        in.reject("t", RecordError::invalidField);
+    in.unsignedNumber("q", presence.sequence, Need::optional);
+    return in.error();
 }
 
 } // namespace
@@ -167,51 +158,20 @@ std::vector<std::uint8_t> encodeKeyCard(const KeyCard& card) {
 RecordError decodeKeyCard(std::span<const std::uint8_t> bytes, KeyCard& out) {
     if (bytes.size() > kMaxCardSize)
         return RecordError::tooLarge;
-    msgpack::object_handle handle;
-    if (!unpackMap(bytes, handle))
+    try {
+        auto handle = unpackMsgpack(bytes, recordLimits());
+        if (!handle)
+            return RecordError::malformed;
+        MsgpackFields in(handle->get(), kFieldErrors);
+        KeyCard card;
+        if (auto err = readKeyCard(in, card); err != RecordError::ok)
+            return err;
+        out = std::move(card);
+        return RecordError::ok;
+    } catch (const std::exception&) {
+        // Running out of memory copying a field.
         return RecordError::malformed;
-    const auto& map = handle.get();
-    if (auto err = checkVersion(map); err != RecordError::ok)
-        return err;
-    KeyCard card;
-    bool haveCert = false;
-    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
-        const auto& [key, val] = map.via.map.ptr[i];
-        if (keyIs(key, "cert")) {
-            if (val.type != msgpack::type::BIN)
-                return RecordError::malformed;
-            if (val.via.bin.size == 0 || val.via.bin.size > kMaxCertificateSize)
-                return RecordError::invalidField;
-            card.certificate.assign(val.via.bin.ptr, val.via.bin.ptr + val.via.bin.size);
-            haveCert = true;
-        } else if (keyIs(key, "name")) {
-            if (val.type != msgpack::type::STR)
-                return RecordError::malformed;
-            std::string_view name(val.via.str.ptr, val.via.str.size);
-            if (name.size() > kMaxNameSize || !isValidUtf8(name))
-                return RecordError::invalidField;
-            card.name = name;
-        } else if (keyIs(key, "proto")) {
-            if (val.type != msgpack::type::ARRAY)
-                return RecordError::malformed;
-            if (val.via.array.size > kMaxProtocols)
-                return RecordError::invalidField;
-            for (std::uint32_t k = 0; k < val.via.array.size; ++k) {
-                std::uint64_t p = 0;
-                if (!readUint(val.via.array.ptr[k], p) || p > UINT32_MAX)
-                    return RecordError::malformed;
-                card.protocols.push_back(static_cast<std::uint32_t>(p));
-            }
-        } else if (keyIs(key, "t")) {
-            if (!readInt(val, card.createdAt))
-                return RecordError::malformed;
-        }
-        // Unknown keys are ignored: a minor revision may add fields.
     }
-    if (!haveCert)
-        return RecordError::malformed;
-    out = std::move(card);
-    return RecordError::ok;
 }
 
 RecordError verifyKeyCard(const KeyCard& card, const ContactId& owner) {
@@ -280,37 +240,14 @@ std::vector<std::uint8_t> encodePresence(const Presence& presence) {
 RecordError decodePresence(std::span<const std::uint8_t> bytes, Presence& out) {
     if (bytes.size() > kMaxPresenceSize)
         return RecordError::tooLarge;
-    msgpack::object_handle handle;
-    if (!unpackMap(bytes, handle))
+    // Nothing here allocates but the unpacker, which never throws.
+    auto handle = unpackMsgpack(bytes, recordLimits());
+    if (!handle)
         return RecordError::malformed;
-    const auto& map = handle.get();
-    if (auto err = checkVersion(map); err != RecordError::ok)
-        return err;
+    MsgpackFields in(handle->get(), kFieldErrors);
     Presence presence;
-    bool haveStatus = false, haveTime = false;
-    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
-        const auto& [key, val] = map.via.map.ptr[i];
-        if (keyIs(key, "s")) {
-            std::uint64_t s = 0;
-            if (!readUint(val, s))
-                return RecordError::malformed;
-            if (s < 1 || s > 3)
-                return RecordError::invalidField;
-            presence.status = static_cast<PresenceStatus>(s);
-            haveStatus = true;
-        } else if (keyIs(key, "t")) {
-            if (!readInt(val, presence.timestampMs))
-                return RecordError::malformed;
-            if (presence.timestampMs < 0)
-                return RecordError::invalidField;
-            haveTime = true;
-        } else if (keyIs(key, "q")) {
-            if (!readUint(val, presence.sequence))
-                return RecordError::malformed;
-        }
-    }
-    if (!haveStatus || !haveTime)
-        return RecordError::malformed;
+    if (auto err = readPresence(in, presence); err != RecordError::ok)
+        return err;
     out = presence;
     return RecordError::ok;
 }

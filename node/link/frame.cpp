@@ -1,11 +1,10 @@
 // Control-stream frames: the length-prefix reader and the msgpack codec of each message type.
 #include "node/link/frame.h"
 
-#include "dht/records.h"
+#include "dht/msgpack_reader.h"
 
 #include <algorithm>
 #include <array>
-#include <limits>
 #include <msgpack.hpp>
 #include <stdexcept>
 #include <utility>
@@ -32,127 +31,10 @@ msgpack::unpack_limit messageLimits() {
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
-enum class Need { required, optional };
-
-// Reads the fields of one message map. The first problem sticks and later reads do nothing,
-// so a codec reads all its fields and then looks at failed() once. A key present twice is
-// malformed (two decoders could pick different ones); keys nobody asks for are ignored.
-class FieldReader {
-public:
-    explicit FieldReader(const msgpack::object_map& map) : map_(map) {}
-
-    bool failed() const { return failed_; }
-
-    // The value under `key`, or nullptr when it is absent (a failure if required) or twice.
-    const msgpack::object* find(std::string_view key, Need need) {
-        const msgpack::object* found = nullptr;
-        for (std::uint32_t i = 0; i < map_.size; ++i) {
-            const auto& k = map_.ptr[i].key;
-            if (k.type != msgpack::type::STR ||
-                std::string_view(k.via.str.ptr, k.via.str.size) != key)
-                continue;
-            if (found) {
-                failed_ = true;
-                return nullptr;
-            }
-            found = &map_.ptr[i].val;
-        }
-        if (!found && need == Need::required)
-            failed_ = true;
-        return failed_ ? nullptr : found;
-    }
-
-    template <class Unsigned>
-    void number(std::string_view key, Unsigned& out, Need need = Need::required) {
-        const auto* o = find(key, need);
-        if (!o)
-            return;
-        if (o->type != msgpack::type::POSITIVE_INTEGER ||
-            o->via.u64 > std::numeric_limits<Unsigned>::max()) {
-            failed_ = true;
-            return;
-        }
-        out = static_cast<Unsigned>(o->via.u64);
-    }
-
-    void text(std::string_view key, std::size_t maxBytes, std::string& out,
-              Need need = Need::optional) {
-        if (const auto* o = find(key, need))
-            readText(*o, maxBytes, out);
-    }
-
-    void textList(std::string_view key, std::size_t maxItems, std::size_t maxItemBytes,
-                  std::vector<std::string>& out, Need need = Need::optional) {
-        const auto* o = find(key, need);
-        if (!o)
-            return;
-        if (o->type != msgpack::type::ARRAY || o->via.array.size > maxItems) {
-            failed_ = true;
-            return;
-        }
-        out.assign(o->via.array.size, {});
-        for (std::uint32_t i = 0; i < o->via.array.size && !failed_; ++i)
-            readText(o->via.array.ptr[i], maxItemBytes, out[i]);
-    }
-
-    // Bytes from a str or bin, not checked as UTF-8 (the caller repairs text it shows).
-    void bytes(std::string_view key, std::size_t maxBytes, std::string& out,
-               Need need = Need::required) {
-        const auto* o = find(key, need);
-        if (!o)
-            return;
-        if (o->type == msgpack::type::STR && o->via.str.size <= maxBytes)
-            out.assign(o->via.str.ptr, o->via.str.size);
-        else if (o->type == msgpack::type::BIN && o->via.bin.size <= maxBytes)
-            out.assign(o->via.bin.ptr, o->via.bin.size);
-        else
-            failed_ = true;
-    }
-
-    void id(std::string_view key, MessageId& out, Need need = Need::required) {
-        if (const auto* o = find(key, need))
-            readId(*o, out);
-    }
-
-    void idList(std::string_view key, std::size_t maxItems, std::vector<MessageId>& out,
-                Need need = Need::required) {
-        const auto* o = find(key, need);
-        if (!o)
-            return;
-        if (o->type != msgpack::type::ARRAY || o->via.array.size > maxItems) {
-            failed_ = true;
-            return;
-        }
-        out.assign(o->via.array.size, {});
-        for (std::uint32_t i = 0; i < o->via.array.size && !failed_; ++i)
-            readId(o->via.array.ptr[i], out[i]);
-    }
-
-private:
-    void readId(const msgpack::object& o, MessageId& out) {
-        if (o.type != msgpack::type::BIN || o.via.bin.size != out.size()) {
-            failed_ = true;
-            return;
-        }
-        std::copy(o.via.bin.ptr, o.via.bin.ptr + out.size(), out.begin());
-    }
-
-    void readText(const msgpack::object& o, std::size_t maxBytes, std::string& out) {
-        if (o.type != msgpack::type::STR) {
-            failed_ = true;
-            return;
-        }
-        std::string_view value(o.via.str.ptr, o.via.str.size);
-        if (value.size() > maxBytes || !dht::isValidUtf8(value)) {
-            failed_ = true;
-            return;
-        }
-        out = value;
-    }
-
-    const msgpack::object_map& map_;
-    bool failed_ = false;
-};
+using dht::Need;
+// Every way a message map can be wrong is the same error: the connection closes.
+using FieldReader = dht::MsgpackFields<FrameError>;
+constexpr dht::FieldErrors<FrameError> kFieldErrors{FrameError::malformed, FrameError::malformed};
 
 void packKey(Packer& pk, std::string_view key) {
     pk.pack_str(static_cast<std::uint32_t>(key.size()));
@@ -180,10 +62,10 @@ template <> struct Codec<Hello> {
     }
 
     static FrameError read(FieldReader& in, Hello& m) {
-        in.number("v", m.version);
-        in.number("min", m.minVersion);
-        in.textList("features", kMaxFeatures, kMaxFeatureSize, m.features);
-        in.text("agent", kMaxAgentSize, m.agent);
+        in.unsignedNumber("v", m.version, Need::required);
+        in.unsignedNumber("min", m.minVersion, Need::required);
+        in.textList("features", kMaxFeatures, kMaxFeatureSize, m.features, Need::optional);
+        in.text("agent", kMaxAgentSize, m.agent, Need::optional);
         if (in.failed() || m.minVersion == 0 || m.version < m.minVersion)
             return FrameError::malformed;
         if (m.minVersion > kProtocolVersion)
@@ -204,8 +86,8 @@ template <class Probe> struct ProbeCodec {
     }
 
     static FrameError read(FieldReader& in, Probe& m) {
-        in.number("seq", m.seq);
-        in.number("sent", m.sentUs);
+        in.unsignedNumber("seq", m.seq, Need::required);
+        in.unsignedNumber("sent", m.sentUs, Need::required);
         return in.failed() ? FrameError::malformed : FrameError::ok;
     }
 };
@@ -228,7 +110,7 @@ template <> struct Codec<Goodbye> {
     }
 
     static FrameError read(FieldReader& in, Goodbye& m) {
-        in.text("reason", kMaxGoodbyeReasonSize, m.reason);
+        in.text("reason", kMaxGoodbyeReasonSize, m.reason, Need::optional);
         return in.failed() ? FrameError::malformed : FrameError::ok;
     }
 };
@@ -262,10 +144,10 @@ template <> struct Codec<ChatMessage> {
     }
 
     static FrameError read(FieldReader& in, ChatMessage& m) {
-        in.id("id", m.id);
-        in.number("seq", m.seq);
-        in.number("ts", m.sentMs);
-        in.bytes("text", kMaxChatTextSize, m.text);
+        in.fixedBin("id", m.id, Need::required);
+        in.unsignedNumber("seq", m.seq, Need::required);
+        in.unsignedNumber("ts", m.sentMs, Need::required);
+        in.bytes("text", kMaxChatTextSize, m.text, Need::required);
         return in.failed() || m.seq == 0 ? FrameError::malformed : FrameError::ok;
     }
 };
@@ -278,7 +160,7 @@ template <class Receipt> struct ReceiptCodec {
         packIds(pk, m.ids);
     }
     static FrameError read(FieldReader& in, Receipt& m) {
-        in.idList("ids", kMaxIdsPerFrame, m.ids);
+        in.fixedBinList("ids", kMaxIdsPerFrame, m.ids, Need::required);
         return in.failed() ? FrameError::malformed : FrameError::ok;
     }
 };
@@ -449,18 +331,17 @@ FrameError decodeMessage(std::span<const std::uint8_t> payload, Message& out) {
         return FrameError::tooLarge;
     try {
         std::size_t used = 0;
-        auto handle = msgpack::unpack(reinterpret_cast<const char*>(payload.data()), payload.size(),
-                                      used, nullptr, nullptr, messageLimits());
-        const auto& root = handle.get();
-        if (used != payload.size() || root.type != msgpack::type::MAP)
+        auto handle = dht::unpackMsgpack(payload, messageLimits(), &used);
+        if (!handle || used != payload.size())
             return FrameError::malformed;
-        FieldReader in(root.via.map);
+        // Not a map, or a key present twice, fails here whatever the type.
+        FieldReader in(handle->get(), kFieldErrors);
         const auto* type = in.find("t", Need::required);
-        if (!type || type->type != msgpack::type::STR)
+        if (in.failed() || !type || type->type != msgpack::type::STR)
             return FrameError::malformed;
         return decodeAs({type->via.str.ptr, type->via.str.size}, in, out);
     } catch (const std::exception&) {
-        // msgpack's parse errors and limits, and running out of memory copying fields.
+        // Running out of memory copying fields (unpackMsgpack catches msgpack's own errors).
         return FrameError::malformed;
     }
 }

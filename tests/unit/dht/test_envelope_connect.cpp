@@ -55,6 +55,18 @@ void packBin(Packer& pk, const Bytes& bytes) {
                      static_cast<std::uint32_t>(bytes.size()));
 }
 
+// A map of exactly these entries, in this order (repeats included).
+Bytes packFields(const std::vector<Field>& fields) {
+    msgpack::sbuffer buf;
+    Packer pk(buf);
+    pk.pack_map(static_cast<std::uint32_t>(fields.size()));
+    for (const auto& [key, write] : fields) {
+        pk.pack(key);
+        write(pk);
+    }
+    return {buf.data(), buf.data() + buf.size()};
+}
+
 Bytes handWritten(std::vector<Field> extra, std::uint8_t kind = 3) {
     std::vector<Field> fields = {
         {"v", [](Packer& pk) { pk.pack(1); }},
@@ -65,14 +77,7 @@ Bytes handWritten(std::vector<Field> extra, std::uint8_t kind = 3) {
         {"to", [](Packer& pk) { packBin(pk, Bytes(32, 2)); }},
     };
     fields.insert(fields.end(), extra.begin(), extra.end());
-    msgpack::sbuffer buf;
-    Packer pk(buf);
-    pk.pack_map(static_cast<std::uint32_t>(fields.size()));
-    for (const auto& [key, write] : fields) {
-        pk.pack(key);
-        write(pk);
-    }
-    return {buf.data(), buf.data() + buf.size()};
+    return packFields(fields);
 }
 
 Field candidates(std::vector<std::string> list) {
@@ -258,4 +263,97 @@ TEST_CASE("an envelope that decodes re-encodes to itself, whatever keys it carri
             REQUIRE(decodeEnvelope(encodeEnvelope(first), second) == EnvelopeError::ok);
             CHECK(second == first);
         }
+}
+
+TEST_CASE("an envelope with a key present twice is refused", "[envelope]") {
+    auto value = [](auto v) { return [v](Packer& pk) { pk.pack(v); }; };
+    auto bin = [](std::size_t size, std::uint8_t fill) {
+        return [size, fill](Packer& pk) { packBin(pk, Bytes(size, fill)); };
+    };
+    Envelope out;
+    REQUIRE(decodeEnvelope(handWritten({candidates({"192.0.2.1:1"})}), out) == EnvelopeError::ok);
+    auto before = out;
+    // handWritten already has v=1, k=3, id=16 x 0x33, t, from=32 x 1 and to=32 x 2: each again,
+    // with the same value and with another one.
+    std::vector<Field> repeats = {
+        {"v", value(1)},
+        {"v", value(2)},
+        {"k", value(3)},
+        {"k", value(4)},
+        {"id", bin(16, 0x33)},
+        {"id", bin(16, 0x34)},
+        {"t", value(std::int64_t{1'790'000'000'000})},
+        {"t", value(std::int64_t{1'790'000'000'001})},
+        {"from", bin(32, 1)},
+        {"from", bin(32, 9)},
+        {"to", bin(32, 2)},
+        {"to", bin(32, 9)},
+    };
+    for (const auto& repeat : repeats) {
+        CAPTURE(repeat.first);
+        CHECK(decodeEnvelope(handWritten({candidates({"192.0.2.1:1"}), repeat}), out) ==
+              EnvelopeError::malformed);
+    }
+    // Optional fields and unknown keys, twice with the same value or two different ones.
+    std::vector<std::pair<Field, Field>> pairs = {
+        {{"name", value("alice")}, {"name", value("alice")}},
+        {{"name", value("alice")}, {"name", value("mallory")}},
+        {{"msg", value("hi")}, {"msg", value("hi")}},
+        {candidates({"192.0.2.1:1"}), candidates({"192.0.2.1:1"})},
+        {candidates({"192.0.2.1:1"}), candidates({"198.51.100.7:1"})},
+        {{"re", bin(16, 5)}, {"re", bin(16, 5)}},
+        {{"re", bin(16, 5)}, {"re", bin(16, 6)}},
+        {{"seq", value(1)}, {"seq", value(2)}},
+        {{"text", value("x")}, {"text", value("y")}},
+        {{"relay", value("somewhere")}, {"relay", value("somewhere")}},
+        {{"relay", value("somewhere")}, {"relay", value(7)}},
+    };
+    for (const auto& [first, second] : pairs)
+        for (std::uint8_t kind : {1, 4}) {
+            CAPTURE(first.first, int(kind));
+            Envelope once;
+            CHECK(decodeEnvelope(handWritten({first}, kind), once) == EnvelopeError::ok);
+            CHECK(decodeEnvelope(handWritten({first, second}, kind), out) ==
+                  EnvelopeError::malformed);
+        }
+    // Even when the envelope would otherwise be refused for another reason.
+    CHECK(decodeEnvelope(handWritten({{"v", value(2)}, {"name", value(std::string(100, 'n'))}}),
+                         out) == EnvelopeError::malformed);
+    CHECK(out == before); // out is only written on success
+}
+
+TEST_CASE("of several bad envelope fields, the first in the map gives the error", "[envelope]") {
+    auto value = [](auto v) { return [v](Packer& pk) { pk.pack(v); }; };
+    Field longName = {"name", value(std::string(kMaxNameSize + 1, 'n'))};
+    Field shortReplyTo = {"re", [](Packer& pk) { packBin(pk, Bytes(3)); }};
+    Envelope out;
+    CHECK(decodeEnvelope(handWritten({longName, shortReplyTo}), out) ==
+          EnvelopeError::invalidField);
+    CHECK(decodeEnvelope(handWritten({shortReplyTo, longName}), out) == EnvelopeError::malformed);
+    // Before a required field that is missing, or a chat message without a sequence.
+    CHECK(decodeEnvelope(packFields({{"v", value(1)}, longName}), out) ==
+          EnvelopeError::invalidField);
+    CHECK(decodeEnvelope(handWritten({longName}, 5), out) == EnvelopeError::invalidField);
+    CHECK(decodeEnvelope(handWritten({}, 5), out) == EnvelopeError::malformed);
+    // The version and the kind where they are: after a bad field, or before one.
+    CHECK(decodeEnvelope(packFields({longName, {"v", value(2)}}), out) ==
+          EnvelopeError::invalidField);
+    CHECK(decodeEnvelope(packFields({{"v", value(2)}, longName}), out) ==
+          EnvelopeError::unsupportedVersion);
+    CHECK(decodeEnvelope(packFields({shortReplyTo, {"k", value(9)}}), out) ==
+          EnvelopeError::malformed);
+    CHECK(decodeEnvelope(packFields({{"k", value(9)}, shortReplyTo}), out) ==
+          EnvelopeError::invalidField);
+    // A negative time is mistyped, not out of range.
+    auto withTime = [&](std::int64_t t) {
+        return packFields({{"v", value(1)},
+                           {"k", value(1)},
+                           {"id", [](Packer& pk) { packBin(pk, Bytes(16, 0x33)); }},
+                           {"t", value(t)},
+                           {"from", [](Packer& pk) { packBin(pk, Bytes(32, 1)); }},
+                           {"to", [](Packer& pk) { packBin(pk, Bytes(32, 2)); }},
+                           longName});
+    };
+    CHECK(decodeEnvelope(withTime(5), out) == EnvelopeError::invalidField);
+    CHECK(decodeEnvelope(withTime(-1), out) == EnvelopeError::malformed);
 }

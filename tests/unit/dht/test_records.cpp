@@ -3,7 +3,9 @@
 #include "support/test_support.h"
 
 #include <catch2/catch.hpp>
+#include <functional>
 #include <msgpack.hpp>
+#include <utility>
 
 using namespace parley::dht;
 
@@ -23,6 +25,32 @@ template <class F> std::vector<std::uint8_t> pack(F&& body) {
     msgpack::packer<msgpack::sbuffer> pk(buf);
     body(pk);
     return {buf.data(), buf.data() + buf.size()};
+}
+
+// A record map written by hand, its entries in the given order (repeats included).
+using Packer = msgpack::packer<msgpack::sbuffer>;
+using Field = std::pair<std::string, std::function<void(Packer&)>>;
+
+std::vector<std::uint8_t> record(const std::vector<Field>& fields) {
+    return pack([&](Packer& pk) {
+        pk.pack_map(static_cast<std::uint32_t>(fields.size()));
+        for (const auto& [key, write] : fields) {
+            pk.pack(key);
+            write(pk);
+        }
+    });
+}
+
+Field certField(std::vector<std::uint8_t> der) {
+    return {"cert", [der](Packer& pk) {
+                pk.pack_bin(static_cast<std::uint32_t>(der.size()));
+                pk.pack_bin_body(reinterpret_cast<const char*>(der.data()),
+                                 static_cast<std::uint32_t>(der.size()));
+            }};
+}
+
+template <class T> Field field(std::string key, T value) {
+    return {std::move(key), [value](Packer& pk) { pk.pack(value); }};
 }
 
 } // namespace
@@ -142,6 +170,88 @@ TEST_CASE("presence round trip, staleness and bad input") {
         pk.pack(-5);
     });
     CHECK(decodePresence(negativeTime, decoded) == RecordError::invalidField);
+}
+
+TEST_CASE("a record with a key present twice is refused", "[records]") {
+    auto alice = parley::test::makeIdentity("alice");
+    auto cert = alice.certificateDer();
+    auto other = parley::test::makeIdentity("bob").certificateDer();
+    std::vector<Field> card = {field("v", 1), certField(cert), field("name", std::string("alice")),
+                               field("proto", std::vector<std::uint32_t>{1}),
+                               field("t", std::int64_t{1'790'000'000})};
+    KeyCard out;
+    REQUIRE(decodeKeyCard(record(card), out) == RecordError::ok);
+    auto cardWith = [&](Field extra) {
+        auto fields = card;
+        fields.push_back(std::move(extra));
+        return record(fields);
+    };
+    // With the same value or another one, a known key or an unknown one, wherever it is.
+    CHECK(decodeKeyCard(cardWith(field("v", 1)), out) == RecordError::malformed);
+    CHECK(decodeKeyCard(cardWith(field("v", 2)), out) == RecordError::malformed);
+    CHECK(decodeKeyCard(cardWith(certField(cert)), out) == RecordError::malformed);
+    CHECK(decodeKeyCard(cardWith(certField(other)), out) == RecordError::malformed);
+    CHECK(decodeKeyCard(cardWith(field("name", std::string("alice"))), out) ==
+          RecordError::malformed);
+    CHECK(decodeKeyCard(cardWith(field("name", std::string("mallory"))), out) ==
+          RecordError::malformed);
+    CHECK(decodeKeyCard(cardWith(field("proto", std::vector<std::uint32_t>{2})), out) ==
+          RecordError::malformed);
+    CHECK(decodeKeyCard(cardWith(field("t", 5)), out) == RecordError::malformed);
+    CHECK(decodeKeyCard(
+              record({field("future", 1), field("v", 1), certField(cert), field("future", 1)}),
+              out) == RecordError::malformed);
+    // Out is only written on success.
+    CHECK(out.name == "alice");
+
+    std::vector<Field> presence = {field("v", 1), field("s", 1), field("t", 5), field("q", 7)};
+    Presence p;
+    REQUIRE(decodePresence(record(presence), p) == RecordError::ok);
+    for (const auto& extra : {field("v", 1), field("s", 1), field("s", 2), field("t", 5),
+                              field("t", 6), field("q", 7), field("q", 8)}) {
+        auto fields = presence;
+        fields.insert(fields.begin(), extra);
+        CAPTURE(extra.first);
+        CHECK(decodePresence(record(fields), p) == RecordError::malformed);
+    }
+    CHECK(decodePresence(
+              record({field("v", 1), field("s", 1), field("t", 5), field("x", 0), field("x", 1)}),
+              p) == RecordError::malformed);
+    // Even when the record would otherwise be refused for another reason.
+    CHECK(decodePresence(record({field("v", 2), field("v", 2), field("s", 1), field("t", 5)}), p) ==
+          RecordError::malformed);
+}
+
+TEST_CASE("of several bad record fields, the first in the map gives the error", "[records]") {
+    auto cert = parley::test::makeIdentity("alice").certificateDer();
+    auto longName = field("name", std::string(kMaxNameSize + 1, 'n'));
+    auto strCert = field("cert", std::string("not a bin"));
+    KeyCard out;
+    CHECK(decodeKeyCard(record({field("v", 1), longName, strCert}), out) ==
+          RecordError::invalidField);
+    CHECK(decodeKeyCard(record({field("v", 1), strCert, longName}), out) == RecordError::malformed);
+    // A field out of range comes before a missing certificate.
+    CHECK(decodeKeyCard(record({field("v", 1), longName}), out) == RecordError::invalidField);
+    CHECK(decodeKeyCard(record({field("v", 1), certField({})}), out) == RecordError::invalidField);
+    // The version is checked first, wherever it is.
+    CHECK(decodeKeyCard(record({strCert, field("v", 2)}), out) == RecordError::unsupportedVersion);
+    CHECK(decodeKeyCard(record({strCert, field("v", "1")}), out) == RecordError::malformed);
+    CHECK(decodeKeyCard(
+              record({field("v", 1), certField(cert), field("proto", std::vector<int>{1, -1})}),
+              out) == RecordError::malformed);
+    CHECK(decodeKeyCard(record({field("v", 1), certField(cert),
+                                field("proto", std::vector<int>(kMaxProtocols + 1, 1))}),
+                        out) == RecordError::invalidField);
+
+    Presence p;
+    CHECK(decodePresence(record({field("v", 1), field("s", 9), field("t", "x")}), p) ==
+          RecordError::invalidField);
+    CHECK(decodePresence(record({field("v", 1), field("t", "x"), field("s", 9)}), p) ==
+          RecordError::malformed);
+    CHECK(decodePresence(record({field("v", 1), field("t", -1), field("s", 1)}), p) ==
+          RecordError::invalidField);
+    CHECK(decodePresence(record({field("v", 1), field("t", -1)}), p) == RecordError::invalidField);
+    CHECK(decodePresence(record({field("v", 1), field("s", 1)}), p) == RecordError::malformed);
 }
 
 TEST_CASE("names are cut on a UTF-8 boundary so that cards always decode") {

@@ -113,4 +113,32 @@ TEST_CASE("malformed chat frames are refused", "[frame][chat]") {
         pk.pack("not an id");
     });
     CHECK(decodeMessage(badAck, out) == FrameError::malformed);
+    // A message with its text twice: which one would be shown?
+    auto twoTexts = pack([](auto& pk) {
+        pk.pack_map(6);
+        pk.pack("t");
+        pk.pack("msg");
+        pk.pack("id");
+        pk.pack_bin(16);
+        pk.pack_bin_body("0123456789abcdef", 16);
+        pk.pack("seq");
+        pk.pack(1);
+        pk.pack("ts");
+        pk.pack(1);
+        pk.pack("text");
+        pk.pack("pay 10 to alice");
+        pk.pack("text");
+        pk.pack("pay 10 to mallory");
+    });
+    CHECK(decodeMessage(twoTexts, out) == FrameError::malformed);
+    auto twoIds = pack([](auto& pk) {
+        pk.pack_map(3);
+        pk.pack("t");
+        pk.pack("read");
+        pk.pack("ids");
+        pk.pack_array(0);
+        pk.pack("ids");
+        pk.pack_array(0);
+    });
+    CHECK(decodeMessage(twoIds, out) == FrameError::malformed);
 }

@@ -458,6 +458,62 @@ TEST_CASE("unknown types and unknown keys are for newer peers", "[frame][codec]"
     CHECK(out == Message{Pong{5, 6}});
 }
 
+TEST_CASE("a key present twice is malformed, even one nobody reads", "[frame][codec]") {
+    auto pong = [](auto&& extra) {
+        return packed([&](Packer& pk) {
+            pk.pack_map(5);
+            pk.pack("t");
+            pk.pack("pong");
+            pk.pack("seq");
+            pk.pack(5);
+            pk.pack("sent");
+            pk.pack(6);
+            extra(pk);
+        });
+    };
+    CHECK(decode(pong([](Packer& pk) {
+              pk.pack("seq2");
+              pk.pack("x");
+              pk.pack("seq3");
+              pk.pack("x");
+          })) == FrameError::ok);
+    CHECK(decode(pong([](Packer& pk) {
+              pk.pack("seq2");
+              pk.pack("x");
+              pk.pack("seq2");
+              pk.pack("x");
+          })) == FrameError::malformed);
+    CHECK(decode(pong([](Packer& pk) {
+              pk.pack("seq2");
+              pk.pack("x");
+              pk.pack("seq2");
+              pk.pack(7);
+          })) == FrameError::malformed);
+    CHECK(decode(pong([](Packer& pk) {
+              pk.pack("sent");
+              pk.pack(6);
+              pk.pack("x");
+              pk.pack(0);
+          })) == FrameError::malformed);
+    // In a type this version does not know, too: it is refused, not ignored.
+    CHECK(decode(packed([](Packer& pk) {
+              pk.pack_map(3);
+              pk.pack("t");
+              pk.pack("reaction");
+              pk.pack("emoji");
+              pk.pack("a");
+              pk.pack("emoji");
+              pk.pack("b");
+          })) == FrameError::malformed);
+    // Keys are strings; other keys are skipped unread, repeated or not.
+    CHECK(decode(pong([](Packer& pk) {
+              pk.pack(17);
+              pk.pack("x");
+              pk.pack(17);
+              pk.pack("y");
+          })) == FrameError::ok);
+}
+
 TEST_CASE("hello versions", "[frame][codec]") {
     auto check = [](std::uint32_t version, std::uint32_t minVersion) {
         Hello h;
