@@ -305,6 +305,24 @@ int onVerify(gnutls_session_t session) noexcept {
     });
 }
 
+// A server checks, once the ClientHello is read, that it carried QUIC transport parameters.
+// Without them ngtcp2 0.12 never sets the negotiated version and later aborts the whole
+// process on an assertion when it writes a packet (found by fuzz_quic_transport): one
+// datagram from anyone would bring the node down. Refusing the ClientHello fails only that
+// handshake.
+int onClientHello(gnutls_session_t session, unsigned, unsigned, unsigned,
+                  const gnutls_datum_t*) noexcept {
+    return guarded("onClientHello", GNUTLS_E_MISSING_EXTENSION, [&]() -> int {
+        auto* ref = static_cast<ngtcp2_crypto_conn_ref*>(gnutls_session_get_ptr(session));
+        auto* conn = ref ? getConn(ref) : nullptr;
+        if (!conn || ngtcp2_conn_get_negotiated_version(conn) == 0) {
+            spdlog::debug("QUIC handshake refused: a ClientHello without transport parameters");
+            return GNUTLS_E_MISSING_EXTENSION;
+        }
+        return 0;
+    });
+}
+
 int onKeyLog(gnutls_session_t session, const char* label, const gnutls_datum_t* secret) noexcept {
     return guarded("onKeyLog", -1, [&]() -> int {
         auto* ref = static_cast<ngtcp2_crypto_conn_ref*>(gnutls_session_get_ptr(session));
@@ -620,8 +638,11 @@ void ConnectionDriver::setup(Connection& c, Transport::Impl& t, const ngtcp2_cid
         throw std::runtime_error("cannot configure the TLS session");
     gnutls_session_set_ptr(ci.session, &ci.ref);
     gnutls_session_set_verify_function(ci.session, onVerify);
-    if (!c.client_)
+    if (!c.client_) {
         gnutls_certificate_server_set_request(ci.session, GNUTLS_CERT_REQUIRE);
+        gnutls_handshake_set_hook_function(ci.session, GNUTLS_HANDSHAKE_CLIENT_HELLO,
+                                           GNUTLS_HOOK_POST, onClientHello);
+    }
     gnutls_datum_t alpn{reinterpret_cast<unsigned char*>(const_cast<char*>(kAlpn)),
                         static_cast<unsigned>(std::strlen(kAlpn))};
     gnutls_alpn_set_protocols(ci.session, &alpn, 1, GNUTLS_ALPN_MANDATORY);
