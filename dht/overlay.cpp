@@ -115,29 +115,17 @@ private:
 };
 
 struct LookupOp {
-    ContactId id;
+    LookupOp(const ContactId& id, std::chrono::milliseconds timeout,
+             Overlay::LookupCallback callback)
+        : settler(id, std::chrono::steady_clock::now(), timeout), done(std::move(callback)) {}
+    LookupSettler settler;
     Overlay::LookupCallback done;
-    std::chrono::steady_clock::time_point started;
-    std::optional<KeyCard> card;
-    std::optional<Presence> presence;
-    bool cardDone = false, presenceDone = false, finished = false;
+    bool finished = false;
     std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
     std::unique_ptr<asio::steady_timer> timer;
 };
 
 } // namespace
-
-std::string_view toString(LookupResult::State state) {
-    switch (state) {
-    case LookupResult::State::online:
-        return "online";
-    case LookupResult::State::offline:
-        return "offline";
-    case LookupResult::State::notFound:
-        return "not-found";
-    }
-    return "not-found";
-}
 
 std::string recordKeyHex(std::string_view kind, const ContactId& id) {
     return recordKey(kind, id).toString();
@@ -491,10 +479,7 @@ void Overlay::Impl::schedulePresence() {
 
 void Overlay::Impl::lookup(const ContactId& id, std::chrono::milliseconds timeout,
                            LookupCallback done) {
-    auto op = std::make_shared<LookupOp>();
-    op->id = id;
-    op->done = std::move(done);
-    op->started = std::chrono::steady_clock::now();
+    auto op = std::make_shared<LookupOp>(id, timeout, std::move(done));
     op->timer = std::make_unique<asio::steady_timer>(io, timeout);
     op->timer->async_wait([weak = weak_from_this(), op](const std::error_code& ec) {
         if (auto self = weak.lock(); self && !ec)
@@ -524,7 +509,7 @@ void Overlay::Impl::lookup(const ContactId& id, std::chrono::milliseconds timeou
                         return;
                     }
                     ++s.counters.recordsAccepted;
-                    op->card = std::move(card);
+                    op->settler.onCard(std::move(card));
                     s.maybeFinish(op);
                 });
             }
@@ -532,7 +517,7 @@ void Overlay::Impl::lookup(const ContactId& id, std::chrono::milliseconds timeou
         },
         [weak, ioPtr, op](bool) {
             postTo(*ioPtr, weak, [op](Impl& s) {
-                op->cardDone = true;
+                op->settler.onCardDone();
                 s.maybeFinish(op);
             });
         });
@@ -551,15 +536,11 @@ void Overlay::Impl::lookup(const ContactId& id, std::chrono::milliseconds timeou
                                                           : s.counters.recordsMalformed);
                         return;
                     }
-                    if (presence.timestampMs > unixMs() + kClockSkewAllowanceMs) {
+                    if (!op->settler.onPresence(presence, unixMs())) {
                         ++s.counters.recordsStale;
                         return;
                     }
                     ++s.counters.recordsAccepted;
-                    if (!op->presence || presence.timestampMs > op->presence->timestampMs ||
-                        (presence.timestampMs == op->presence->timestampMs &&
-                         presence.sequence > op->presence->sequence))
-                        op->presence = presence;
                     s.maybeFinish(op);
                 });
             }
@@ -567,7 +548,7 @@ void Overlay::Impl::lookup(const ContactId& id, std::chrono::milliseconds timeou
         },
         [weak, ioPtr, op](bool) {
             postTo(*ioPtr, weak, [op](Impl& s) {
-                op->presenceDone = true;
+                op->settler.onPresenceDone();
                 s.maybeFinish(op);
             });
         });
@@ -576,40 +557,15 @@ void Overlay::Impl::lookup(const ContactId& id, std::chrono::milliseconds timeou
 void Overlay::Impl::maybeFinish(const std::shared_ptr<LookupOp>& op, bool timedOut) {
     if (op->finished)
         return;
-    // A replica that missed the latest refresh can answer first: only a fresh presence
-    // settles the question before the get is done.
-    bool presenceSettled =
-        (op->presence && isPresenceFresh(*op->presence, unixMs())) || op->presenceDone;
-    bool cardSettled = op->card.has_value() || op->cardDone;
-    if (!timedOut && !(presenceSettled && cardSettled))
+    auto now = std::chrono::steady_clock::now();
+    if (!timedOut && !op->settler.settled(now, unixMs()))
         return;
     op->finished = true;
     op->cancelled->store(true);
     op->timer->cancel();
-
-    LookupResult result;
-    result.id = op->id;
-    result.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
-        std::chrono::steady_clock::now() - op->started);
-    if (op->card) {
-        result.name = op->card->name;
-        result.card = op->card;
-    }
-    if (op->presence) {
-        result.lastSeenMs = op->presence->timestampMs;
-        result.status = op->presence->status;
-    }
-    bool online = op->presence && op->presence->status != PresenceStatus::offline &&
-                  isPresenceFresh(*op->presence, unixMs());
-    if (online)
-        result.state = LookupResult::State::online;
-    else if (op->card || op->presence)
-        result.state = LookupResult::State::offline;
-    else
-        result.state = LookupResult::State::notFound;
     auto done = std::move(op->done);
     if (done)
-        done(result);
+        done(op->settler.result(now, unixMs()));
 }
 
 Overlay::Overlay(asio::io_context& io, Identity identity, OverlayConfig config)

@@ -7,6 +7,7 @@
 #include "contact_id.h"
 #include "envelope.h"
 #include "identity.h"
+#include "lookup.h"
 #include "records.h"
 #include "socket_address.h"
 
@@ -53,19 +54,6 @@ struct OverlayStatus {
     bool lanDiscovery = false;
     std::vector<std::string> bootstrap;
 };
-
-struct LookupResult {
-    enum class State { online, offline, notFound };
-    ContactId id;
-    State state = State::notFound;
-    std::optional<std::string> name;
-    std::optional<std::int64_t> lastSeenMs; // the presence record's timestamp
-    std::optional<PresenceStatus> status;
-    std::optional<KeyCard> card;
-    std::chrono::microseconds elapsed{0};
-};
-
-std::string_view toString(LookupResult::State state);
 
 // Counts of records that readers dropped, for status output and tests.
 struct OverlayCounters {

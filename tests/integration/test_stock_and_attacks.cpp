@@ -6,6 +6,7 @@
 #include "support/test_support.h"
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <csignal>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -49,6 +50,18 @@ struct StockNode {
         if (!test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 5s))
             ::kill(pid, SIGKILL), ::waitpid(pid, &status, 0);
     }
+    // dhtnode has bound its port (a bind of ours fails with EADDRINUSE): it is serving.
+    bool listening() const {
+        int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = htons(port);
+        bool inUse =
+            ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno == EADDRINUSE;
+        ::close(fd);
+        return inUse;
+    }
     bool running() {
         int status = 0;
         return ::waitpid(pid, &status, WNOHANG) == 0;
@@ -60,14 +73,13 @@ struct StockNode {
 pd::LookupResult lookupUntil(node::Node& from, const pd::ContactId& id, State want,
                              std::chrono::milliseconds budget = 20s) {
     pd::LookupResult r;
-    auto deadline = std::chrono::steady_clock::now() + budget;
-    do {
-        r = from.lookup(id, 3s);
-        // Online is settled once the card (the name) is in as well.
-        if (r.state == want && (want != State::online || r.name))
-            return r;
-        std::this_thread::sleep_for(100ms);
-    } while (std::chrono::steady_clock::now() < deadline);
+    test::eventually(
+        [&] {
+            r = from.lookup(id, 3s);
+            // Online is settled once the card (the name) is in as well.
+            return r.state == want && (want != State::online || r.name);
+        },
+        budget, 100ms);
     return r;
 }
 
@@ -76,7 +88,7 @@ pd::LookupResult lookupUntil(node::Node& from, const pd::ContactId& id, State wa
 TEST_CASE("nodes meet through a stock dhtnode as their only bootstrap") {
     auto network = test::randomNetworkId();
     StockNode stock(freeUdpPort(), network);
-    std::this_thread::sleep_for(300ms);
+    REQUIRE(test::eventually([&] { return stock.listening() || !stock.running(); }, 10s));
     REQUIRE(stock.running());
     std::string bootstrap = "127.0.0.1:" + std::to_string(stock.port);
     auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
