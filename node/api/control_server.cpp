@@ -1,6 +1,8 @@
 // ControlServer: accepts local connections, parses lines, dispatches, streams events.
 #include "node/api/control_server.h"
 
+#include "node/api/rpc_table.h"
+
 #include <asio/io_context.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/read_until.hpp>
@@ -19,13 +21,6 @@ using nlohmann::json;
 using Socket = asio::local::stream_protocol::socket;
 
 namespace {
-
-json errorObject(const json& id, int code, const std::string& message, const json& data = nullptr) {
-    json err = {{"code", code}, {"message", message}};
-    if (!data.is_null())
-        err["data"] = data;
-    return {{"jsonrpc", "2.0"}, {"id", id}, {"error", err}};
-}
 
 struct Session : std::enable_shared_from_this<Session> {
     explicit Session(Socket s) : socket(std::move(s)), input(rpc::kMaxLineBytes) {}
@@ -80,7 +75,7 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     asio::io_context& io;
     std::filesystem::path path;
     asio::local::stream_protocol::acceptor acceptor;
-    std::unordered_map<std::string, Handler> handlers;
+    RpcTable table;
     std::unordered_set<std::shared_ptr<Session>> sessions;
     bool stopped = false;
 
@@ -121,8 +116,8 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
                     return;
                 if (ec) {
                     if (ec == asio::error::not_found) // line longer than kMaxLineBytes
-                        session->send(
-                            errorObject(nullptr, rpc::kInvalidRequest, "request line too long"));
+                        session->send(rpc::errorObject(nullptr, rpc::kInvalidRequest,
+                                                       "request line too long"));
                     session->close();
                     self->sessions.erase(session);
                     return;
@@ -139,48 +134,17 @@ struct ControlServer::Impl : std::enable_shared_from_this<Impl> {
     }
 
     void dispatch(const std::shared_ptr<Session>& session, const std::string& line) {
-        if (line.find_first_not_of(" \t\r\n") == std::string::npos)
-            return;
-        json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
-        if (request.is_discarded()) {
-            session->send(errorObject(nullptr, rpc::kParseError, "not valid JSON"));
-            return;
-        }
-        json id = request.is_object() && request.contains("id") ? request["id"] : json();
-        if (!request.is_object() || request.value("jsonrpc", json()) != "2.0" ||
-            !request.contains("method") || !request["method"].is_string()) {
-            session->send(errorObject(id, rpc::kInvalidRequest, "expected a JSON-RPC 2.0 request"));
-            return;
-        }
-        // A notification (no id) is carried out but never answered (JSON-RPC 2.0 §4.1).
-        bool notification = !request.contains("id");
-        auto method = request["method"].get<std::string>();
-        json params = request.value("params", json::object());
-        auto it = handlers.find(method);
-        if (it == handlers.end()) {
-            session->send(errorObject(id, rpc::kMethodNotFound, "unknown method: " + method));
-            return;
-        }
-        Reply reply;
-        reply.id_ = id;
         std::weak_ptr<Session> weakSession = session;
-        if (!notification)
-            reply.send_ = [weakSession](json message) {
+        table.dispatch(
+            line,
+            [weakSession](json message) {
                 if (auto s = weakSession.lock())
                     s->send(message);
-            };
-        reply.subscribe_ = [weakSession] {
-            if (auto s = weakSession.lock())
-                s->subscribed = true;
-        };
-        try {
-            it->second(params, reply);
-        } catch (const json::exception& e) {
-            reply.error(rpc::kInvalidParams, std::string("invalid params: ") + e.what());
-        } catch (const std::exception& e) {
-            spdlog::error("control method {} failed: {}", method, e.what());
-            reply.error(rpc::kInternalError, e.what());
-        }
+            },
+            [weakSession] {
+                if (auto s = weakSession.lock())
+                    s->subscribed = true;
+            });
     }
 };
 
@@ -191,7 +155,7 @@ void ControlServer::Reply::ok(json result) const {
 
 void ControlServer::Reply::error(int code, const std::string& message, json data) const {
     if (send_)
-        send_(errorObject(id_, code, message, data));
+        send_(rpc::errorObject(id_, code, message, data));
 }
 
 void ControlServer::Reply::subscribe() const {
@@ -207,7 +171,7 @@ ControlServer::~ControlServer() {
 }
 
 void ControlServer::on(const std::string& method, Handler handler) {
-    impl_->handlers[method] = std::move(handler);
+    impl_->table.on(method, std::move(handler));
 }
 
 void ControlServer::start() {

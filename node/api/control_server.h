@@ -37,7 +37,7 @@ public:
         void subscribe() const;
 
     private:
-        friend class ControlServer;
+        friend class RpcTable;
         std::function<void(nlohmann::json)> send_;
         std::function<void()> subscribe_;
         nlohmann::json id_;
