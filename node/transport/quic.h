@@ -7,6 +7,7 @@
 // is called there.
 #pragma once
 
+#include "dht/clock.h"
 #include "dht/contact_id.h"
 #include "dht/socket_address.h"
 
@@ -15,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,6 +28,8 @@ class io_context;
 namespace parley::node::quic {
 
 inline constexpr const char* kAlpn = "parley/1";
+// Handshakes from expected hosts (Transport::expect) may go this far beyond maxHandshakes.
+inline constexpr std::size_t kExpectedHandshakeRoom = 64;
 
 // Application error codes in CONNECTION_CLOSE (QUIC application error space).
 enum class CloseCode : std::uint64_t {
@@ -62,12 +66,15 @@ struct TransportConfig {
     std::chrono::milliseconds idleTimeout{30'000}; // QUIC max_idle_timeout
     std::chrono::milliseconds keepAlive{10'000};   // PING when nothing else was sent
     std::chrono::milliseconds initialRtt{100};     // ngtcp2's default 333 ms stalls punching
-    std::size_t maxHandshakes = 64;                // server-side handshakes in progress, in total
-    std::size_t maxHandshakesPerHost = 4;          // ... from one IP address (expected ones exempt)
-    std::size_t maxConnections = 1024;             // established connections
-    std::uint64_t streamWindow = 1 << 20;          // initial per-stream flow-control window
-    std::uint64_t maxStreamWindow = 16 << 20;      // auto-tuned up to this
-    std::size_t maxDatagramQueue = 256;            // datagrams waiting for the congestion window
+    // Server-side handshakes in progress, in total, from hosts we do not expect; handshakes
+    // from expected hosts (Transport::expect) are exempt from the per-host cap and may go up
+    // to maxHandshakes + kExpectedHandshakeRoom (64) in total.
+    std::size_t maxHandshakes = 64;
+    std::size_t maxHandshakesPerHost = 4;     // ... from one IP address (expected ones exempt)
+    std::size_t maxConnections = 1024;        // established connections
+    std::uint64_t streamWindow = 1 << 20;     // initial per-stream flow-control window
+    std::uint64_t maxStreamWindow = 16 << 20; // auto-tuned up to this
+    std::size_t maxDatagramQueue = 256;       // datagrams waiting for the congestion window
     CongestionControl congestionControl = CongestionControl::cubic;
     // Spreads each flight over the round trip once the handshake is confirmed (ngtcp2's pacer,
     // at 1.25 x cwnd / RTT with up to 1 ms of burst), instead of sending the whole congestion
@@ -76,6 +83,14 @@ struct TransportConfig {
     std::string keyLogFile; // NSS key log (SSLKEYLOGFILE) for Wireshark; debug
     // The shared socket's bound addresses (the local side of every QUIC path).
     dht::SocketAddress local4, local6;
+    // Time and randomness; nullptr: the system's. Not owned; they must outlive the transport.
+    // Every timestamp ngtcp2 sees and every deadline the transport keeps (timers, handshake
+    // and idle timeouts, expected addresses, the reset rate limit) comes from `clock`.
+    // `random` serves what need not be secret (punch and reset filler, the leaf certificate's
+    // serial); keys, connection ids and ngtcp2's own randomness stay cryptographic (GnuTLS),
+    // and reset tokens come from resetSecret.
+    dht::Clock* clock = nullptr;
+    dht::Random* random = nullptr;
 };
 
 struct ConnectionStats {
@@ -110,7 +125,10 @@ public:
     bool isClient() const { return client_; }
     bool established() const { return established_; } // handshake confirmed
     bool closed() const { return closed_; }
-    std::chrono::steady_clock::time_point createdAt() const { return createdAt_; }
+    dht::Clock::TimePoint createdAt() const // on the transport's clock
+    {
+        return createdAt_;
+    }
 
     // Call once the handlers below are set: data that arrived before is delivered then.
     void start();
@@ -161,7 +179,7 @@ private:
     bool client_ = false;
     bool established_ = false;
     bool closed_ = false;
-    std::chrono::steady_clock::time_point createdAt_;
+    dht::Clock::TimePoint createdAt_{};
 };
 
 using ConnectionPtr = std::shared_ptr<Connection>;
@@ -183,7 +201,8 @@ public:
     Transport(const Transport&) = delete;
     Transport& operator=(const Transport&) = delete;
 
-    // A datagram whose first byte has the QUIC fixed bit (UdpEndpoint's "other" kind).
+    // A datagram whose first byte has the QUIC fixed bit (UdpEndpoint's "other" kind). An
+    // empty one is counted as unmatched and dropped.
     void receive(std::span<const std::uint8_t> datagram, const dht::SocketAddress& from);
     // Says that a burst of receive() calls is over: the connections they touched hand their
     // data to the owners and send their acknowledgements and answers now. Without it they do
@@ -205,11 +224,17 @@ public:
     void setSuspectHandler(std::function<void(ConnectionPtr)> handler);
     // Addresses we expect a handshake from (a contact's candidates): they bypass the
     // per-host cap and get reserved room under the total cap until `until`.
-    void expect(const dht::SocketAddress& from, std::chrono::steady_clock::time_point until);
+    void expect(const dht::SocketAddress& from, dht::Clock::TimePoint until);
 
     // A small datagram that QUIC and the DHT ignore (first byte 0x00): opens our NAT's
     // mapping towards `to` so that the peer's Initials get in.
     void punch(const dht::SocketAddress& to);
+
+    // Runs the connections' timers that are due on the clock now. The transport calls it
+    // itself from an io_context timer; a test on a ManualClock calls it after moving the clock.
+    void handleTimers();
+    // The earliest deadline of any connection's timers, on the transport's clock.
+    std::optional<dht::Clock::TimePoint> nextDeadline() const;
 
     // Closes every connection (CONNECTION_CLOSE sent) and refuses new ones.
     void shutdown();
