@@ -20,7 +20,8 @@ std::optional<std::pair<std::string, std::string>> splitHostPort(std::string_vie
         return std::nullopt;
     if (text.front() == '[') {
         auto close = text.find(']');
-        if (close == std::string_view::npos || close + 2 > text.size() || text[close + 1] != ':')
+        // "[v6]:" needs a port after the colon: an empty one is an error, not port 0.
+        if (close == std::string_view::npos || close + 2 >= text.size() || text[close + 1] != ':')
             return std::nullopt;
         return std::pair{std::string(text.substr(1, close - 1)),
                          std::string(text.substr(close + 2))};
@@ -35,6 +36,10 @@ std::optional<std::pair<std::string, std::string>> splitHostPort(std::string_vie
 
 std::optional<SocketAddress> SocketAddress::parse(std::string_view text,
                                                   std::uint16_t defaultPort) {
+    // inet_pton reads a C string: an embedded NUL would cut the text short ("1.2.3.4\0junk"
+    // would parse as 1.2.3.4). Such text is not an address.
+    if (text.find('\0') != std::string_view::npos)
+        return std::nullopt;
     std::string host(text);
     std::uint16_t port = defaultPort;
     if (auto hp = splitHostPort(text)) {

@@ -13,18 +13,26 @@ namespace parley::node {
 
 namespace {
 
+bool unusableIPv4(std::uint32_t ip) {
+    bool unspecified = ip == 0;
+    bool multicast = (ip >> 28) == 0xE;
+    bool broadcast = ip == 0xFFFFFFFF;
+    bool linkLocal = (ip >> 16) == 0xA9FE; // 169.254/16
+    return unspecified || multicast || broadcast || linkLocal;
+}
+
 bool unusable(const dht::SocketAddress& a) {
     if (a.empty() || a.port() == 0 || a.isUnspecified())
         return true;
-    if (a.family() == AF_INET) {
-        auto ip = ntohl(reinterpret_cast<const sockaddr_in*>(a.get())->sin_addr.s_addr);
-        bool multicast = (ip >> 28) == 0xE;
-        bool broadcast = ip == 0xFFFFFFFF;
-        bool linkLocal = (ip >> 16) == 0xA9FE; // 169.254/16
-        return multicast || broadcast || linkLocal;
-    }
+    if (a.family() == AF_INET)
+        return unusableIPv4(ntohl(reinterpret_cast<const sockaddr_in*>(a.get())->sin_addr.s_addr));
     if (a.family() == AF_INET6) {
-        const auto* b = reinterpret_cast<const sockaddr_in6*>(a.get())->sin6_addr.s6_addr;
+        const auto& addr = reinterpret_cast<const sockaddr_in6*>(a.get())->sin6_addr;
+        const auto* b = addr.s6_addr;
+        // An IPv4-mapped address (::ffff:a.b.c.d) reaches the IPv4 address: same rules.
+        if (IN6_IS_ADDR_V4MAPPED(&addr))
+            return unusableIPv4(std::uint32_t{b[12]} << 24 | std::uint32_t{b[13]} << 16 |
+                                std::uint32_t{b[14]} << 8 | b[15]);
         bool multicast = b[0] == 0xFF;
         bool linkLocal = b[0] == 0xFE && (b[1] & 0xC0) == 0x80; // needs a scope id
         return multicast || linkLocal;

@@ -38,7 +38,13 @@ bool excludedByPolicy(const dht::SocketAddress& a, const node::CandidatePolicy& 
     if (a.family() == AF_INET6) {
         if (!policy.allowIPv6)
             return true;
-        const auto* b = reinterpret_cast<const sockaddr_in6*>(a.get())->sin6_addr.s6_addr;
+        const auto& addr = reinterpret_cast<const sockaddr_in6*>(a.get())->sin6_addr;
+        const auto* b = addr.s6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&addr)) { // the IPv4 rules, for the mapped form
+            std::uint32_t ip = std::uint32_t{b[12]} << 24 | std::uint32_t{b[13]} << 16 |
+                               std::uint32_t{b[14]} << 8 | b[15];
+            return ip == 0 || (ip >> 28) == 0xE || ip == 0xFFFFFFFF || (ip >> 16) == 0xA9FE;
+        }
         return b[0] == 0xFF || (b[0] == 0xFE && (b[1] & 0xC0) == 0x80);
     }
     return true;
@@ -54,7 +60,7 @@ void checkSplit(std::string_view text) {
     std::string joined = bracketed ? "[" + host + "]:" + port : host + ":" + port;
     if (joined != text)
         std::abort();
-    if (!bracketed && (host.empty() || port.empty() || host.find(':') != std::string::npos))
+    if (port.empty() || (!bracketed && (host.empty() || host.find(':') != std::string::npos)))
         std::abort();
 }
 
@@ -65,6 +71,8 @@ void checkParse(std::string_view text) {
         std::abort();
     if (!a)
         return;
+    if (text.find('\0') != std::string_view::npos) // NUL never belongs in an address
+        std::abort();
     if (a->empty() || (a->family() != AF_INET && a->family() != AF_INET6) ||
         a->length() != (a->family() == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6)))
         std::abort();

@@ -198,3 +198,17 @@ TEST_CASE("candidates: interface addresses follow the bound address", "[candidat
     std::sort(unique.begin(), unique.end());
     CHECK(std::adjacent_find(unique.begin(), unique.end()) == unique.end());
 }
+
+TEST_CASE("candidates: IPv4-mapped IPv6 addresses follow the IPv4 rules", "[candidates]") {
+    std::vector<std::string> in = {
+        "[::ffff:192.0.2.10]:4000",      // ok: a public IPv4 address in IPv6 form
+        "[::ffff:224.0.0.1]:4000",       // multicast
+        "[::ffff:239.255.255.250]:1900", // multicast (SSDP)
+        "[::ffff:0.0.0.0]:4000",         // unspecified
+        "[::ffff:169.254.7.7]:4000",     // link-local
+        "[::ffff:255.255.255.255]:4000", // broadcast
+    };
+    CHECK(texts(selectCandidates(in, {})) == std::vector<std::string>{"[::ffff:192.0.2.10]:4000"});
+    // Our own offers obey the same rules.
+    CHECK(mergeCandidates({}, in, {}) == std::vector<std::string>{"[::ffff:192.0.2.10]:4000"});
+}
