@@ -12,7 +12,6 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
-#include <gnutls/crypto.h>
 #include <map>
 #include <set>
 #include <spdlog/spdlog.h>
@@ -34,13 +33,6 @@ std::uint64_t monotonicUs() {
             .count());
 }
 
-std::array<std::uint8_t, 16> randomId() {
-    std::array<std::uint8_t, 16> id{};
-    if (gnutls_rnd(GNUTLS_RND_NONCE, id.data(), id.size()) != 0)
-        throw std::runtime_error("GnuTLS random generator failed");
-    return id;
-}
-
 constexpr std::size_t kMaxControlBacklog = 8 << 20; // a peer that stops reading is dropped
 
 ConnectResult failed(std::string error) {
@@ -49,56 +41,51 @@ ConnectResult failed(std::string error) {
     return r;
 }
 
+quic::CloseCode closeCode(link::CloseCode code) {
+    switch (code) {
+    case link::CloseCode::protocol:
+        return quic::CloseCode::protocol;
+    case link::CloseCode::replaced:
+        return quic::CloseCode::replaced;
+    case link::CloseCode::unwanted:
+        return quic::CloseCode::unwanted;
+    case link::CloseCode::normal:
+        break;
+    }
+    return quic::CloseCode::normal;
+}
+
+// One QUIC connection as the glue sees it: the control stream's reader and the pings.
 struct Link {
+    link::ConnId id = 0;
     dht::ContactId peer;
     quic::ConnectionPtr conn;
     std::int64_t control = -1;
     wire::FrameReader reader;
-    bool active = false, helloReceived = false;
-    bool closedByUs = false; // idle close, replaced, stop: no reconnect
-    bool goodbye = false;    // the peer said it is going away (shutting down)
     wire::Hello peerHello;
-    Clock::time_point lastUsed = Clock::now(), establishedAt = Clock::now();
-    std::unique_ptr<asio::steady_timer> timer; // hello deadline, then idle checks
     std::uint64_t nextPing = 1;
     std::map<std::uint64_t, std::function<void(std::optional<double>)>> pings;
 };
 
-ConnectResult succeeded(const std::shared_ptr<Link>& link, bool reused) {
+ConnectResult succeeded(const Link& link, bool reused) {
     ConnectResult r;
     r.ok = true;
     r.reused = reused;
-    r.remote = link->conn->remote().toString();
-    r.role = link->conn->isClient() ? "client" : "server";
+    r.remote = link.conn->remote().toString();
+    r.role = link.conn->isClient() ? "client" : "server";
     return r;
 }
 
-struct Waiter {
-    std::function<void(const ConnectResult&)> done;
-    std::shared_ptr<asio::steady_timer> timer;
-};
-
-struct Attempt {
-    dht::ContactId peer;
-    std::array<std::uint8_t, 16> requestId{};
-    bool requestSent = false;
-    Clock::time_point started = Clock::now();
-    std::vector<std::shared_ptr<Waiter>> waiters;
-    std::map<std::string, Clock::time_point> dialed; // address -> last dial
-    std::set<std::string> punched;
-    std::unique_ptr<asio::steady_timer> lifetime, punchTimer;
-    std::vector<dht::SocketAddress> punchTargets;
-    int punchesLeft = 0;
-    // Confirmed connections on other paths, kept while the first one has not said hello: if
-    // it never does, the next takes its place.
-    std::vector<quic::ConnectionPtr> standby;
-};
-
 } // namespace
 
+// The glue around LinkCore: performs its actions on QUIC, the DHT and asio, feeds it events.
 struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
-    Impl(asio::io_context& ioContext, quic::Transport& t, ContactDirectory& c, dht::Overlay& o)
-        : io(ioContext), transport(t), contacts(c), overlay(o), timers(ioContext) {}
+    Impl(asio::io_context& ioContext, quic::Transport& t, ContactDirectory& c, dht::Overlay& o,
+         const dht::ContactId& selfId, LinkOptions opts)
+        : io(ioContext), transport(t), contacts(c), overlay(o), self(selfId), options(opts),
+          core(selfId, opts, dht::SystemRandom::instance(),
+               [&c](const dht::ContactId& peer) { return c.isAccepted(peer); }),
+          deadline(ioContext), timers(ioContext) {}
     asio::io_context& io;
     quic::Transport& transport;
     ContactDirectory& contacts;
@@ -109,38 +96,42 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     MessageHandler messageHandler;
     LinkHandler linkHandler;
     std::function<std::vector<std::string>()> mapped;
-    std::map<dht::ContactId, std::shared_ptr<Link>> active;
-    std::set<std::shared_ptr<Link>> pending; // handshake done, hello not yet
-    std::map<dht::ContactId, std::shared_ptr<Attempt>> attempts;
-    std::map<dht::ContactId, dht::SocketAddress> lastRemote;
-    std::map<dht::ContactId, std::pair<int, std::unique_ptr<asio::steady_timer>>> reconnects;
+    link::LinkCore core;
+    std::map<link::ConnId, std::shared_ptr<Link>> links; // every connection the core knows
+    std::map<link::WaiterId, std::function<void(const ConnectResult&)>> waiters;
+    link::ConnId nextConn = 1;
+    asio::steady_timer deadline; // the core's next deadline
+    std::optional<Clock::time_point> armedFor;
+    bool draining = false;
     dht::TimerSet timers; // pings' loss deadlines
     std::map<std::string, std::uint64_t> counts;
-    bool stopped = false;
 
-    bool client(const dht::ContactId& peer) const { return isClientRole(self, peer); }
+    bool stopped() const { return core.stopped(); }
     void count(const std::string& name) { ++counts[name]; }
     CandidatePolicy policy() const;
     std::vector<std::string> ourCandidates() const;
+    wire::Hello hello() const;
 
-    std::shared_ptr<Attempt> attemptFor(const dht::ContactId& peer, bool sendRequest);
-    void sendRequest(Attempt& a);
-    void finishAttempt(const dht::ContactId& peer, const ConnectResult& result);
-    void dialAll(const dht::ContactId& peer, const std::vector<dht::SocketAddress>& targets);
-    void punchAll(const dht::ContactId& peer, const std::vector<dht::SocketAddress>& targets);
-    void punchTick(const std::shared_ptr<Attempt>& a);
+    void drain();
+    void arm();
+    void perform(const link::Action& action);
+    void sendRequest(const dht::ContactId& peer, const link::RequestId& id);
+    void dial(const dht::ContactId& peer, const dht::SocketAddress& to);
+    std::shared_ptr<Link> track(const quic::ConnectionPtr& conn);
+    void startConnection(const std::shared_ptr<Link>& link);
+    void linkUp(const std::shared_ptr<Link>& link);
+    void linkDown(const link::act::LinkDown& down);
+    void waiterDone(const link::act::WaiterDone& done);
 
-    void setupLink(const quic::ConnectionPtr& conn);
     void onData(const std::shared_ptr<Link>& link, std::int64_t stream,
                 std::span<const std::uint8_t> data, bool fin);
     void onMessage(const std::shared_ptr<Link>& link, const wire::Message& message);
-    void activate(const std::shared_ptr<Link>& link);
     void onClosed(const std::shared_ptr<Link>& link, const quic::CloseReason& why);
     void protocolError(const std::shared_ptr<Link>& link, const std::string& reason);
     bool sendOn(const std::shared_ptr<Link>& link, const wire::Message& message);
-    void armIdle(const std::shared_ptr<Link>& link);
-    void scheduleReconnect(const dht::ContactId& peer);
-    wire::Hello hello() const;
+    std::shared_ptr<Link> activeLink(const dht::ContactId& peer) const;
+    void finishPing(const std::shared_ptr<Link>& link, std::uint64_t seq,
+                    std::optional<double> rtt);
 };
 
 CandidatePolicy LinkManager::Impl::policy() const {
@@ -182,52 +173,96 @@ wire::Hello LinkManager::Impl::hello() const {
     return h;
 }
 
-// --- set-up -----------------------------------------------------------------------------------
-
-std::shared_ptr<Attempt> LinkManager::Impl::attemptFor(const dht::ContactId& peer,
-                                                       bool withRequest) {
-    auto& a = attempts[peer];
-    if (!a) {
-        a = std::make_shared<Attempt>();
-        a->peer = peer;
-        a->requestId = randomId();
-        a->lifetime = std::make_unique<asio::steady_timer>(io, options.attemptLifetime);
-        a->punchTimer = std::make_unique<asio::steady_timer>(io);
-        a->lifetime->async_wait(
-            [weak = weak_from_this(), peer, id = a->requestId](const std::error_code& ec) {
-                auto s = weak.lock();
-                if (ec || !s || s->stopped)
-                    return;
-                auto it = s->attempts.find(peer);
-                if (it == s->attempts.end() || it->second->requestId != id)
-                    return;
-                s->finishAttempt(peer, failed("no direct connection could be set up with " +
-                                              peer.shortHex() + " (offline or unreachable)"));
-            });
-        // A client that connected to this contact before tries the last address at once,
-        // in parallel with the connect request.
-        if (client(peer))
-            if (auto it = lastRemote.find(peer); it != lastRemote.end())
-                dialAll(peer, {it->second});
-    }
-    if (withRequest && !a->requestSent)
-        sendRequest(*a);
-    return a;
+std::shared_ptr<Link> LinkManager::Impl::activeLink(const dht::ContactId& peer) const {
+    auto id = core.activeLink(peer);
+    if (!id)
+        return nullptr;
+    auto it = links.find(*id);
+    return it == links.end() ? nullptr : it->second;
 }
 
-void LinkManager::Impl::sendRequest(Attempt& a) {
-    a.requestSent = true;
+// --- performing the core's actions
+// ----------------------------------------------------------------
+
+// Performs actions until the core has none left, then waits for its next deadline. Actions
+// that lead to more events (a waiter's callback connecting again) queue behind.
+void LinkManager::Impl::drain() {
+    if (draining)
+        return;
+    draining = true;
+    while (auto action = core.nextAction())
+        perform(*action);
+    draining = false;
+    arm();
+}
+
+void LinkManager::Impl::arm() {
+    auto next = core.nextDeadline();
+    if (next == armedFor)
+        return;
+    armedFor = next;
+    if (!next) {
+        deadline.cancel();
+        return;
+    }
+    deadline.expires_at(*next);
+    deadline.async_wait([weak = weak_from_this(), at = *next](const std::error_code& ec) {
+        auto s = weak.lock();
+        if (ec || !s || s->armedFor != at)
+            return;
+        s->armedFor.reset();
+        s->core.tick(Clock::now());
+        s->drain();
+    });
+}
+
+void LinkManager::Impl::perform(const link::Action& action) {
+    namespace act = link::act;
+    auto find = [&](link::ConnId id) {
+        auto it = links.find(id);
+        return it == links.end() ? nullptr : it->second;
+    };
+    if (auto* a = std::get_if<act::SendRequest>(&action)) {
+        sendRequest(a->peer, a->id);
+    } else if (auto* d = std::get_if<act::Dial>(&action)) {
+        dial(d->peer, d->to);
+    } else if (auto* p = std::get_if<act::Punch>(&action)) {
+        for (const auto& t : p->targets)
+            transport.punch(t);
+    } else if (auto* st = std::get_if<act::StartConnection>(&action)) {
+        if (auto l = find(st->conn))
+            startConnection(l);
+    } else if (auto* g = std::get_if<act::SendGoodbye>(&action)) {
+        if (auto l = find(g->conn))
+            sendOn(l, wire::Goodbye{"shutting down"});
+    } else if (auto* c = std::get_if<act::Close>(&action)) {
+        auto l = find(c->conn);
+        if (!l)
+            return;
+        if (c->code == link::CloseCode::protocol)
+            spdlog::warn("closing the connection with {}: {}", l->peer.shortHex(), c->reason);
+        l->conn->close(closeCode(c->code), c->reason);
+    } else if (auto* up = std::get_if<act::LinkUp>(&action)) {
+        if (auto l = find(up->conn))
+            linkUp(l);
+    } else if (auto* down = std::get_if<act::LinkDown>(&action)) {
+        linkDown(*down);
+    } else if (auto* w = std::get_if<act::WaiterDone>(&action)) {
+        waiterDone(*w);
+    }
+}
+
+void LinkManager::Impl::sendRequest(const dht::ContactId& peer, const link::RequestId& id) {
     dht::Envelope e;
     e.kind = dht::EnvelopeKind::connectRequest;
-    e.id = a.requestId;
+    e.id = id;
     e.createdMs = dht::unixMs();
     e.from = self;
-    e.to = a.peer;
+    e.to = peer;
     e.candidates = ourCandidates();
     count("requests_sent");
-    spdlog::debug("connect request to {} with {} candidates", a.peer.shortHex(),
-                  e.candidates.size());
-    contacts.sendNow(e, [weak = weak_from_this(), peer = a.peer](bool ok) {
+    spdlog::debug("connect request to {} with {} candidates", peer.shortHex(), e.candidates.size());
+    contacts.sendNow(e, [weak = weak_from_this(), peer](bool ok) {
         auto s = weak.lock();
         if (!s || ok)
             return;
@@ -236,144 +271,98 @@ void LinkManager::Impl::sendRequest(Attempt& a) {
     });
 }
 
-void LinkManager::Impl::finishAttempt(const dht::ContactId& peer, const ConnectResult& result) {
-    auto it = attempts.find(peer);
-    if (it == attempts.end())
-        return;
-    auto a = it->second;
-    attempts.erase(it);
-    a->lifetime->cancel();
-    a->punchTimer->cancel();
-    for (auto& c : a->standby)
-        c->close(quic::CloseCode::replaced, "another path won");
-    a->standby.clear();
-    auto r = result;
-    if (r.ok)
-        r.setupMs = msSince(a->started);
-    for (auto& w : a->waiters) {
-        w->timer->cancel();
-        if (auto done = std::move(w->done)) {
-            w->done = nullptr;
-            done(r);
-        }
-    }
+void LinkManager::Impl::dial(const dht::ContactId& peer, const dht::SocketAddress& to) {
+    spdlog::debug("dialling {} at {}", peer.shortHex(), to.toString());
+    transport.dial(
+        peer, to,
+        [weak = weak_from_this(), peer, to](quic::ConnectionPtr conn, const std::string& error) {
+            auto s = weak.lock();
+            if (!s || s->stopped()) {
+                if (conn)
+                    conn->close(quic::CloseCode::normal, "stopping");
+                return;
+            }
+            if (!conn) {
+                s->count("dials_failed");
+                spdlog::debug("dial {} at {}: {}", peer.shortHex(), to.toString(), error);
+                return;
+            }
+            auto l = s->track(conn);
+            s->core.onDialed(l->id, peer, conn->remote(), Clock::now());
+            s->drain();
+        });
 }
 
-void LinkManager::Impl::dialAll(const dht::ContactId& peer,
-                                const std::vector<dht::SocketAddress>& targets) {
-    auto a = attemptFor(peer, false);
-    for (const auto& to : targets) {
-        // An address dialled moments ago is not dialled again; one dialled a while ago is (its
-        // Initial may have gone to a process that was stopping, and QUIC's first retransmit
-        // comes only after ~300 ms).
-        auto& last = a->dialed[to.toString()];
-        if (last != Clock::time_point{} && Clock::now() - last < std::chrono::milliseconds(150))
-            continue;
-        last = Clock::now();
-        count("dials");
-        spdlog::debug("dialling {} at {}", peer.shortHex(), to.toString());
-        transport.dial(peer, to,
-                       [weak = weak_from_this(), peer, to](quic::ConnectionPtr conn,
-                                                           const std::string& error) {
-                           auto s = weak.lock();
-                           if (!s || s->stopped) {
-                               if (conn)
-                                   conn->close(quic::CloseCode::normal, "stopping");
-                               return;
-                           }
-                           if (!conn) {
-                               s->count("dials_failed");
-                               spdlog::debug("dial {} at {}: {}", peer.shortHex(), to.toString(),
-                                             error);
-                               return;
-                           }
-                           // The first confirmed handshake wins; a later one on another path
-                           // waits on standby until the first has said hello (the server keeps
-                           // only the one that says hello), and is closed then.
-                           bool have = false;
-                           for (const auto& l : s->pending)
-                               have = have || (l->peer == peer && l->conn->isClient());
-                           if (have) {
-                               auto it = s->attempts.find(peer);
-                               if (it == s->attempts.end()) {
-                                   conn->close(quic::CloseCode::replaced, "another path won");
-                                   return;
-                               }
-                               it->second->standby.push_back(conn);
-                               return;
-                           }
-                           s->setupLink(conn);
-                       });
-    }
-}
-
-void LinkManager::Impl::punchAll(const dht::ContactId& peer,
-                                 const std::vector<dht::SocketAddress>& targets) {
-    auto a = attemptFor(peer, false);
-    for (const auto& t : targets)
-        if (a->punched.insert(t.toString()).second)
-            a->punchTargets.push_back(t);
-    if (a->punchesLeft == 0) {
-        a->punchesLeft = options.punchCount;
-        punchTick(a);
-    } else {
-        a->punchesLeft = options.punchCount;
-    }
-}
-
-void LinkManager::Impl::punchTick(const std::shared_ptr<Attempt>& a) {
-    if (stopped || a->punchesLeft <= 0 || active.count(a->peer))
-        return;
-    --a->punchesLeft;
-    for (const auto& t : a->punchTargets)
-        transport.punch(t);
-    count("punches");
-    a->punchTimer->expires_after(options.punchInterval);
-    a->punchTimer->async_wait([weak = weak_from_this(), a](const std::error_code& ec) {
-        auto s = weak.lock();
-        if (ec || !s || s->stopped)
-            return;
-        s->punchTick(a);
-    });
-}
-
-void LinkManager::Impl::setupLink(const quic::ConnectionPtr& conn) {
+// Gives a confirmed connection an id; the core hears of its close.
+std::shared_ptr<Link> LinkManager::Impl::track(const quic::ConnectionPtr& conn) {
     auto link = std::make_shared<Link>();
+    link->id = nextConn++;
     link->peer = conn->peer();
     link->conn = conn;
-    link->timer = std::make_unique<asio::steady_timer>(io);
-    pending.insert(link);
-    std::weak_ptr<Link> wl = link;
-    auto weak = weak_from_this();
-    conn->onStreamData = [weak, wl](std::int64_t stream, std::span<const std::uint8_t> data,
-                                    bool fin) {
-        auto s = weak.lock();
-        auto l = wl.lock();
-        if (s && l)
-            s->onData(l, stream, data, fin);
-    };
-    conn->onClosed = [weak, wl](const quic::CloseReason& why) {
+    links[link->id] = link;
+    conn->onClosed = [weak = weak_from_this(),
+                      wl = std::weak_ptr<Link>(link)](const quic::CloseReason& why) {
         auto s = weak.lock();
         auto l = wl.lock();
         if (s && l)
             s->onClosed(l, why);
     };
+    return link;
+}
+
+void LinkManager::Impl::startConnection(const std::shared_ptr<Link>& link) {
+    auto& conn = link->conn;
+    conn->onStreamData = [weak = weak_from_this(), wl = std::weak_ptr<Link>(link)](
+                             std::int64_t stream, std::span<const std::uint8_t> data, bool fin) {
+        auto s = weak.lock();
+        auto l = wl.lock();
+        if (s && l)
+            s->onData(l, stream, data, fin);
+    };
     conn->start();
     if (conn->isClient()) {
         link->control = conn->openBidiStream();
-        if (link->control < 0 || !sendOn(link, hello())) {
+        if (link->control < 0 || !sendOn(link, hello()))
             protocolError(link, "cannot open the control stream");
-            return;
-        }
     }
-    link->timer->expires_after(options.helloTimeout);
-    link->timer->async_wait([weak, wl](const std::error_code& ec) {
-        auto s = weak.lock();
-        auto l = wl.lock();
-        if (ec || !s || !l || l->active)
-            return;
-        s->protocolError(l, "no hello within the deadline");
-    });
+}
+
+void LinkManager::Impl::linkUp(const std::shared_ptr<Link>& link) {
+    auto role = link->conn->isClient() ? "client" : "server";
+    spdlog::info("direct link to {} at {} ({})", link->peer.shortHex(),
+                 link->conn->remote().toString(), role);
+    events({{"type", "link.up"},
+            {"id", link->peer.toHex()},
+            {"remote", link->conn->remote().toString()},
+            {"role", role}});
+    if (linkHandler)
+        linkHandler(link->peer, {.up = true, .goodbye = false, .reason = {}});
+}
+
+void LinkManager::Impl::linkDown(const link::act::LinkDown& down) {
+    events({{"type", "link.down"}, {"id", down.peer.toHex()}, {"reason", down.reason}});
+    if (linkHandler)
+        linkHandler(down.peer, {.up = false, .goodbye = down.goodbye, .reason = down.reason});
+    if (down.reconnect)
+        spdlog::info("link to {} lost ({}); reconnecting", down.peer.shortHex(), down.reason);
+}
+
+void LinkManager::Impl::waiterDone(const link::act::WaiterDone& w) {
+    auto it = waiters.find(w.waiter);
+    if (it == waiters.end())
+        return;
+    auto done = std::move(it->second);
+    waiters.erase(it);
+    ConnectResult r = failed(w.error);
+    if (w.ok) {
+        auto l = links.find(w.conn);
+        if (l == links.end())
+            r = failed("the link closed");
+        else
+            r = succeeded(*l->second, false);
+        r.setupMs = w.setupMs;
+    }
+    done(r);
 }
 
 // --- control stream -----------------------------------------------------------------------------
@@ -398,10 +387,8 @@ bool LinkManager::Impl::sendOn(const std::shared_ptr<Link>& link, const wire::Me
 
 void LinkManager::Impl::protocolError(const std::shared_ptr<Link>& link,
                                       const std::string& reason) {
-    count("protocol_errors");
-    spdlog::warn("closing the connection with {}: {}", link->peer.shortHex(), reason);
-    link->closedByUs = true;
-    link->conn->close(quic::CloseCode::protocol, reason);
+    core.onProtocolError(link->id, reason);
+    drain();
 }
 
 void LinkManager::Impl::onData(const std::shared_ptr<Link>& link, std::int64_t stream,
@@ -439,7 +426,7 @@ void LinkManager::Impl::onData(const std::shared_ptr<Link>& link, std::int64_t s
 
 void LinkManager::Impl::onMessage(const std::shared_ptr<Link>& link, const wire::Message& message) {
     if (auto* h = std::get_if<wire::Hello>(&message)) {
-        if (link->helloReceived) {
+        if (core.helloSeen(link->id)) {
             protocolError(link, "a second hello");
             return;
         }
@@ -447,14 +434,14 @@ void LinkManager::Impl::onMessage(const std::shared_ptr<Link>& link, const wire:
             protocolError(link, "incompatible protocol version " + std::to_string(h->version));
             return;
         }
-        link->helloReceived = true;
         link->peerHello = *h;
         if (!link->conn->isClient() && !sendOn(link, hello()))
             return;
-        activate(link);
+        core.onHello(link->id, Clock::now());
+        drain();
         return;
     }
-    if (!link->helloReceived) {
+    if (!core.helloSeen(link->id)) {
         protocolError(link, "a frame before the hello");
         return;
     }
@@ -463,157 +450,43 @@ void LinkManager::Impl::onMessage(const std::shared_ptr<Link>& link, const wire:
         return;
     }
     if (auto* p = std::get_if<wire::Pong>(&message)) {
-        auto it = link->pings.find(p->seq);
-        if (it == link->pings.end())
-            return; // late: the pinger gave up on it
-        auto done = std::move(it->second);
-        link->pings.erase(it);
-        done(static_cast<double>(monotonicUs() - p->sentUs) / 1000.0);
+        // Late pongs (the pinger gave up on them) are ignored.
+        finishPing(link, p->seq, static_cast<double>(monotonicUs() - p->sentUs) / 1000.0);
         return;
     }
     if (auto* g = std::get_if<wire::Goodbye>(&message)) {
         spdlog::info("{} says goodbye: {}", link->peer.shortHex(), g->reason);
-        link->closedByUs = true;
-        link->goodbye = true;
-        link->conn->close(quic::CloseCode::normal, "goodbye");
+        core.onGoodbye(link->id);
+        drain();
         return;
     }
-    link->lastUsed = Clock::now();
+    core.onUsed(link->id, Clock::now());
     if (messageHandler)
         messageHandler(link->peer, message);
 }
 
-void LinkManager::Impl::activate(const std::shared_ptr<Link>& link) {
-    pending.erase(link);
-    if (!contacts.isAccepted(link->peer)) {
-        link->closedByUs = true;
-        link->conn->close(quic::CloseCode::unwanted, "not an accepted contact");
+void LinkManager::Impl::finishPing(const std::shared_ptr<Link>& link, std::uint64_t seq,
+                                   std::optional<double> rtt) {
+    auto it = link->pings.find(seq);
+    if (it == link->pings.end())
         return;
-    }
-    link->active = true;
-    link->establishedAt = link->lastUsed = Clock::now();
-    auto& slot = active[link->peer];
-    if (slot && slot != link) {
-        slot->closedByUs = true;
-        slot->conn->close(quic::CloseCode::replaced, "replaced by a newer connection");
-    }
-    slot = link;
-    lastRemote[link->peer] = link->conn->remote();
-    reconnects.erase(link->peer);
-    // Other paths that are still being set up for this contact are not needed any more.
-    if (auto at = attempts.find(link->peer); at != attempts.end()) {
-        for (auto& c : at->second->standby)
-            c->close(quic::CloseCode::replaced, "another path won");
-        at->second->standby.clear();
-    }
-    for (auto it = pending.begin(); it != pending.end();) {
-        auto other = *it;
-        if (other->peer == link->peer && other->conn->isClient() && link->conn->isClient()) {
-            it = pending.erase(it);
-            other->closedByUs = true;
-            other->conn->close(quic::CloseCode::replaced, "another path won");
-        } else {
-            ++it;
-        }
-    }
-    count("links_up");
-    auto role = link->conn->isClient() ? "client" : "server";
-    spdlog::info("direct link to {} at {} ({})", link->peer.shortHex(),
-                 link->conn->remote().toString(), role);
-    events({{"type", "link.up"},
-            {"id", link->peer.toHex()},
-            {"remote", link->conn->remote().toString()},
-            {"role", role}});
-    finishAttempt(link->peer, succeeded(link, false));
-    armIdle(link);
-    if (linkHandler)
-        linkHandler(link->peer, {.up = true, .goodbye = false, .reason = {}});
-}
-
-void LinkManager::Impl::armIdle(const std::shared_ptr<Link>& link) {
-    auto check =
-        std::max<std::chrono::milliseconds>(options.idleClose / 4, std::chrono::milliseconds(100));
-    link->timer->expires_after(
-        std::min<std::chrono::milliseconds>(check, std::chrono::seconds(30)));
-    link->timer->async_wait(
-        [weak = weak_from_this(), wl = std::weak_ptr<Link>(link)](const std::error_code& ec) {
-            auto s = weak.lock();
-            auto l = wl.lock();
-            if (ec || !s || !l || l->conn->closed())
-                return;
-            if (Clock::now() - l->lastUsed >= s->options.idleClose && l->pings.empty()) {
-                l->closedByUs = true;
-                s->count("idle_closes");
-                l->conn->close(quic::CloseCode::normal, "idle");
-                return;
-            }
-            s->armIdle(l);
-        });
+    auto done = std::move(it->second);
+    link->pings.erase(it);
+    core.onPingFinished(link->id);
+    done(rtt);
 }
 
 void LinkManager::Impl::onClosed(const std::shared_ptr<Link>& link, const quic::CloseReason& why) {
-    const std::string& reason = why.text;
-    bool wasPending = pending.erase(link) > 0;
-    link->timer->cancel();
-    // A path that never said hello: the next confirmed one (if any) takes over.
-    if (wasPending && link->conn->isClient())
-        if (auto at = attempts.find(link->peer); at != attempts.end())
-            while (!at->second->standby.empty()) {
-                auto next = at->second->standby.front();
-                at->second->standby.erase(at->second->standby.begin());
-                if (!next->closed()) {
-                    count("standby_promoted");
-                    setupLink(next);
-                    break;
-                }
-            }
-    for (auto& [seq, done] : link->pings)
-        done(std::nullopt);
+    auto pings = std::move(link->pings);
     link->pings.clear();
-    auto it = active.find(link->peer);
-    if (it == active.end() || it->second != link)
-        return;
-    active.erase(it);
-    count("links_down");
-    events({{"type", "link.down"}, {"id", link->peer.toHex()}, {"reason", reason}});
-    if (linkHandler)
-        linkHandler(link->peer, {.up = false, .goodbye = link->goodbye, .reason = reason});
-    // Lost rather than closed on purpose (the peer restarted, moved or vanished) while in
-    // use: set it up again. A peer's own close (idle, shutdown, goodbye) is deliberate.
-    bool deliberate =
-        link->closedByUs || why.by == quic::ClosedBy::us || why.by == quic::ClosedBy::peer;
-    if (!deliberate && !stopped && Clock::now() - link->lastUsed < options.idleClose) {
-        spdlog::info("link to {} lost ({}); reconnecting", link->peer.shortHex(), reason);
-        scheduleReconnect(link->peer);
-    }
-}
-
-void LinkManager::Impl::scheduleReconnect(const dht::ContactId& peer) {
-    auto& [tries, timer] = reconnects[peer];
-    if (!timer)
-        timer = std::make_unique<asio::steady_timer>(io);
-    auto delay = std::min<std::chrono::milliseconds>(
-        std::chrono::milliseconds(500 << std::min(tries, 8)), options.reconnectMax);
-    ++tries;
-    timer->expires_after(delay);
-    timer->async_wait([weak = weak_from_this(), peer](const std::error_code& ec) {
-        auto s = weak.lock();
-        if (ec || !s || s->stopped || s->active.count(peer) || !s->contacts.isAccepted(peer))
-            return;
-        s->count("reconnects");
-        s->attemptFor(peer, true);
-        auto w = std::make_shared<Waiter>();
-        w->timer = std::make_shared<asio::steady_timer>(s->io);
-        w->done = [weak, peer](const ConnectResult& r) {
-            auto s2 = weak.lock();
-            if (!s2 || r.ok || s2->stopped)
-                return;
-            auto it = s2->reconnects.find(peer);
-            if (it != s2->reconnects.end() && it->second.first < 12)
-                s2->scheduleReconnect(peer);
-        };
-        s->attempts[peer]->waiters.push_back(w);
-    });
+    for (auto& [seq, done] : pings)
+        done(std::nullopt);
+    auto by = why.by == quic::ClosedBy::us     ? link::ClosedBy::us
+              : why.by == quic::ClosedBy::peer ? link::ClosedBy::peer
+                                               : link::ClosedBy::other;
+    core.onClosed(link->id, by, why.text, Clock::now());
+    links.erase(link->id);
+    drain();
 }
 
 // --- public -----------------------------------------------------------------------------------
@@ -621,10 +494,8 @@ void LinkManager::Impl::scheduleReconnect(const dht::ContactId& peer) {
 LinkManager::LinkManager(asio::io_context& io, quic::Transport& transport,
                          ContactDirectory& contacts, dht::Overlay& overlay,
                          const dht::ContactId& self, EventSink events, LinkOptions options)
-    : impl_(std::make_shared<Impl>(io, transport, contacts, overlay)) {
-    impl_->self = self;
+    : impl_(std::make_shared<Impl>(io, transport, contacts, overlay, self, options)) {
     impl_->events = std::move(events);
-    impl_->options = options;
 }
 
 LinkManager::~LinkManager() {
@@ -635,67 +506,49 @@ void LinkManager::start() {
     auto weak = std::weak_ptr<Impl>(impl_);
     impl_->transport.setAuthorizer([weak](const dht::ContactId& peer) {
         auto s = weak.lock();
-        return s && !s->stopped && s->contacts.isAccepted(peer);
+        return s && !s->stopped() && s->contacts.isAccepted(peer);
     });
     impl_->transport.setAcceptHandler([weak](quic::ConnectionPtr conn) {
         auto s = weak.lock();
-        if (!s || s->stopped) {
+        if (!s || s->stopped()) {
             conn->close(quic::CloseCode::normal, "stopping");
             return;
         }
-        s->setupLink(conn);
+        auto l = s->track(conn);
+        s->core.onAccepted(l->id, conn->peer(), conn->remote(), Clock::now());
+        s->drain();
     });
     // Our client restarted? Ask it to connect again: if it did, its new connection replaces
     // the dead one at once instead of after the 30 s idle timeout.
     impl_->transport.setSuspectHandler([weak](quic::ConnectionPtr conn) {
         auto s = weak.lock();
-        if (!s || s->stopped)
+        if (!s || s->stopped())
             return;
-        auto it = s->active.find(conn->peer());
-        if (it == s->active.end() || it->second->conn != conn)
+        auto l = s->activeLink(conn->peer());
+        if (!l || l->conn != conn)
             return;
-        s->count("suspected_restarts");
         spdlog::info("{} at {} may have restarted; asking it to connect again",
                      conn->peer().shortHex(), conn->remote().toString());
-        s->attemptFor(conn->peer(), true);
+        s->core.onSuspect(l->id, Clock::now());
+        s->drain();
     });
 }
 
 void LinkManager::stop() {
     auto& s = *impl_;
-    if (s.stopped)
+    if (s.stopped())
         return;
-    s.stopped = true;
     s.timers.cancelAll();
-    for (auto& [peer, a] : s.attempts) {
-        a->lifetime->cancel();
-        a->punchTimer->cancel();
-    }
-    auto attempts = std::move(s.attempts);
-    for (auto& [peer, a] : attempts)
-        for (auto& w : a->waiters) {
-            w->timer->cancel();
-            if (auto done = std::move(w->done))
-                done(failed("the node is stopping"));
-        }
-    for (auto& [peer, r] : s.reconnects)
-        if (r.second)
-            r.second->cancel();
-    for (auto& [peer, link] : s.active) {
-        link->closedByUs = true;
-        link->timer->cancel();
-        s.sendOn(link, wire::Goodbye{"shutting down"});
-    }
-    for (auto& link : s.pending)
-        link->timer->cancel();
+    s.core.stop(); // fails the waiters, says goodbye on every link
+    s.drain();
 }
 
 bool LinkManager::send(const dht::ContactId& peer, const wire::Message& message) {
-    auto it = impl_->active.find(peer);
-    if (it == impl_->active.end())
+    auto link = impl_->activeLink(peer);
+    if (!link)
         return false;
-    it->second->lastUsed = Clock::now();
-    return impl_->sendOn(it->second, message);
+    impl_->core.onUsed(link->id, Clock::now());
+    return impl_->sendOn(link, message);
 }
 
 void LinkManager::connect(const dht::ContactId& peer, std::chrono::milliseconds timeout,
@@ -704,34 +557,22 @@ void LinkManager::connect(const dht::ContactId& peer, std::chrono::milliseconds 
     auto fail = [&](const std::string& error) {
         asio::post(s.io, [done, error] { done(failed(error)); });
     };
-    if (s.stopped)
+    if (s.stopped())
         return fail("the node is stopping");
     if (peer == s.self)
         return fail("that is this node's own contact id");
     if (!s.contacts.isAccepted(peer))
         return fail(peer.shortHex() + " is not an accepted contact: only contacts get "
                                       "direct connections");
-    if (auto it = s.active.find(peer); it != s.active.end() && !it->second->conn->closed()) {
-        auto& link = it->second;
-        link->lastUsed = Clock::now();
-        auto r = succeeded(link, true);
+    if (auto link = s.activeLink(peer); link && !link->conn->closed()) {
+        s.core.onUsed(link->id, Clock::now());
+        auto r = succeeded(*link, true);
         asio::post(s.io, [done, r] { done(r); });
         return;
     }
-    auto a = s.attemptFor(peer, true);
-    auto w = std::make_shared<Waiter>();
-    w->done = std::move(done);
-    w->timer = std::make_shared<asio::steady_timer>(s.io, timeout);
-    w->timer->async_wait([w, peer](const std::error_code& ec) {
-        if (ec)
-            return;
-        if (auto d = std::move(w->done)) {
-            w->done = nullptr;
-            d(failed("timed out: no direct connection to " + peer.shortHex() +
-                     " yet (is the contact online?)"));
-        }
-    });
-    a->waiters.push_back(w);
+    auto id = s.core.connect(peer, timeout, Clock::now());
+    s.waiters[id] = std::move(done);
+    s.drain();
 }
 
 void LinkManager::ping(const dht::ContactId& peer, int count, std::chrono::milliseconds interval,
@@ -769,15 +610,14 @@ void LinkManager::ping(const dht::ContactId& peer, int count, std::chrono::milli
                 finish();
                 return;
             }
-            auto it = s2->active.find(peer);
-            if (it == s2->active.end()) {
+            auto link = s2->activeLink(peer);
+            if (!link) {
                 (*state)["error"] = "the link closed";
                 finish();
                 return;
             }
-            auto link = it->second;
             --*remaining;
-            link->lastUsed = Clock::now();
+            s2->core.onUsed(link->id, Clock::now());
             auto seq = link->nextPing++;
             auto answered = std::make_shared<bool>(false);
             auto record = [weak, state, remaining, timer, next, interval,
@@ -796,12 +636,15 @@ void LinkManager::ping(const dht::ContactId& peer, int count, std::chrono::milli
                 });
             };
             link->pings[seq] = record;
+            s2->core.onPingStarted(link->id);
             // A ping that gets no pong in 5 s counts as lost.
             // (Cancelled at stop; the link's close then answers the ping as lost.)
             s2->timers.after(std::chrono::seconds(5),
-                             [wl = std::weak_ptr<Link>(link), seq, record] {
-                                 if (auto l = wl.lock())
-                                     l->pings.erase(seq);
+                             [weak, wl = std::weak_ptr<Link>(link), seq, record] {
+                                 auto s4 = weak.lock();
+                                 auto l = wl.lock();
+                                 if (s4 && l)
+                                     s4->finishPing(l, seq, std::nullopt);
                                  record(std::nullopt);
                              });
             s2->sendOn(link, wire::Ping{seq, monotonicUs()});
@@ -811,15 +654,12 @@ void LinkManager::ping(const dht::ContactId& peer, int count, std::chrono::milli
 }
 
 bool LinkManager::connected(const dht::ContactId& peer) const {
-    return impl_->active.count(peer) > 0;
+    return impl_->core.activeLink(peer).has_value();
 }
 
 void LinkManager::disconnect(const dht::ContactId& peer, const std::string& reason) {
-    auto it = impl_->active.find(peer);
-    if (it == impl_->active.end())
-        return;
-    it->second->closedByUs = true;
-    it->second->conn->close(quic::CloseCode::unwanted, reason);
+    impl_->core.disconnect(peer, reason);
+    impl_->drain();
 }
 
 void LinkManager::setMessageHandler(MessageHandler handler) {
@@ -836,40 +676,31 @@ void LinkManager::setLinkHandler(LinkHandler handler) {
 
 void LinkManager::onConnectEnvelope(const dht::Envelope& e) {
     auto& s = *impl_;
-    if (s.stopped)
+    if (s.stopped())
         return;
     auto targets = selectCandidates(e.candidates, s.policy());
     auto until = Clock::now() + s.options.attemptLifetime;
     for (const auto& t : targets)
         s.transport.expect(t, until);
-    if (e.kind == dht::EnvelopeKind::connectRequest) {
-        s.count("requests_received");
-        dht::Envelope answer;
-        answer.kind = dht::EnvelopeKind::connectAnswer;
-        answer.id = randomId();
-        answer.createdMs = dht::unixMs();
-        answer.from = s.self;
-        answer.to = e.from;
-        answer.replyTo = e.id;
-        answer.candidates = s.ourCandidates();
-        s.contacts.sendNow(answer, [weak = std::weak_ptr<Impl>(impl_)](bool ok) {
+    bool answer = e.kind != dht::EnvelopeKind::connectRequest;
+    if (!answer) {
+        dht::Envelope reply;
+        reply.kind = dht::EnvelopeKind::connectAnswer;
+        dht::SystemRandom::instance().fill(reply.id);
+        reply.createdMs = dht::unixMs();
+        reply.from = s.self;
+        reply.to = e.from;
+        reply.replyTo = e.id;
+        reply.candidates = s.ourCandidates();
+        s.contacts.sendNow(reply, [weak = std::weak_ptr<Impl>(impl_)](bool ok) {
             if (auto st = weak.lock(); st && !ok)
                 st->count("answers_not_stored");
         });
-    } else {
-        auto it = s.attempts.find(e.from);
-        if (it == s.attempts.end() || it->second->requestId != e.replyTo) {
-            s.count("answers_unmatched"); // stale, or for an attempt that is over
-            return;
-        }
-        s.count("answers_received");
     }
-    spdlog::debug("{} from {}: {} usable candidates", dht::toString(e.kind), e.from.shortHex(),
-                  targets.size());
-    if (s.client(e.from))
-        s.dialAll(e.from, targets);
-    else
-        s.punchAll(e.from, targets);
+    if (s.core.onConnectEnvelope(e.from, answer, e.replyTo, targets, Clock::now()))
+        spdlog::debug("{} from {}: {} usable candidates", dht::toString(e.kind), e.from.shortHex(),
+                      targets.size());
+    s.drain();
 }
 
 std::vector<std::string> LinkManager::candidates() const {
@@ -877,24 +708,33 @@ std::vector<std::string> LinkManager::candidates() const {
 }
 
 json LinkManager::status() const {
-    json links = json::array();
-    for (const auto& [peer, link] : impl_->active) {
-        auto st = link->conn->stats();
-        links.push_back(
-            {{"id", peer.toHex()},
-             {"remote", link->conn->remote().toString()},
-             {"role", link->conn->isClient() ? "client" : "server"},
-             {"rtt_ms", static_cast<double>(st.smoothedRtt.count()) / 1000.0},
-             {"age_s", std::chrono::duration<double>(Clock::now() - link->establishedAt).count()},
-             {"idle_s", std::chrono::duration<double>(Clock::now() - link->lastUsed).count()},
-             {"agent", link->peerHello.agent}});
+    json out = json::array();
+    for (const auto& [peer, id] : impl_->core.active()) {
+        auto it = impl_->links.find(id);
+        if (it == impl_->links.end())
+            continue;
+        auto& link = *it->second;
+        auto st = link.conn->stats();
+        auto seconds = [](Clock::time_point t) {
+            return std::chrono::duration<double>(Clock::now() - t).count();
+        };
+        out.push_back({{"id", peer.toHex()},
+                       {"remote", link.conn->remote().toString()},
+                       {"role", link.conn->isClient() ? "client" : "server"},
+                       {"rtt_ms", static_cast<double>(st.smoothedRtt.count()) / 1000.0},
+                       {"age_s", seconds(impl_->core.establishedAt(id))},
+                       {"idle_s", seconds(impl_->core.lastUsed(id))},
+                       {"agent", link.peerHello.agent}});
     }
-    return links;
+    return out;
 }
 
 json LinkManager::counters() const {
     json out = json::object();
-    for (const auto& [k, v] : impl_->counts)
+    auto counts = impl_->counts;
+    for (const auto& [k, v] : impl_->core.counts())
+        counts[k] += v;
+    for (const auto& [k, v] : counts)
         out[k] = v;
     auto t = impl_->transport.stats();
     out["quic_connections"] = t.connections;

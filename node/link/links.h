@@ -12,6 +12,7 @@
 #include "dht/contact_id.h"
 #include "dht/envelope.h"
 #include "node/link/frame.h"
+#include "node/link/link_core.h"
 
 #include <chrono>
 #include <functional>
@@ -34,15 +35,6 @@ class ContactDirectory;
 namespace quic {
 class Transport;
 }
-
-struct LinkOptions {
-    std::chrono::milliseconds idleClose{std::chrono::minutes(5)}; // unused links close
-    std::chrono::milliseconds helloTimeout{5'000};
-    std::chrono::milliseconds attemptLifetime{30'000}; // one set-up attempt (dials, punches)
-    std::chrono::milliseconds punchInterval{100};
-    int punchCount = 30;
-    std::chrono::milliseconds reconnectMax{30'000}; // backoff cap after a lost link
-};
 
 struct ConnectResult {
     bool ok = false;
