@@ -160,6 +160,7 @@ void ChatManager::Impl::pump(const dht::ContactId& peer) {
     if (p.away && Clock::now() - p.awaySince > std::chrono::seconds(30))
         p.away = false; // its presence decides again
     if (!*online || p.away) {
+        count(p.away ? "dht_while_away" : "dht_while_offline");
         putToDht(peer);
         return;
     }
@@ -174,8 +175,10 @@ void ChatManager::Impl::pump(const dht::ContactId& peer) {
                       s->peers[peer].connecting = false;
                       if (r.ok)
                           s->pump(peer); // onLink did it too; harmless
-                      else
+                      else {
+                          s->count("connect_failed");
                           s->putToDht(peer); // unreachable now: their inbox keeps it
+                      }
                   });
 }
 

@@ -63,6 +63,15 @@ TEST_CASE("chat: both directions at once over the link, exactly once, in order, 
     auto a = net.start(aId);
     auto b = net.start(bId);
     REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
+    // Both online in each other's view, so that nothing has a reason to go through the DHT.
+    auto presence = [](test::TestNode& n, const dht::ContactId& of) {
+        for (const auto& c : n.node->call([&] { return n.node->contacts().contacts(); }))
+            if (c["id"] == of.toHex())
+                return c["presence"].get<std::string>();
+        return std::string();
+    };
+    REQUIRE(test::eventually([&] { return presence(a, bId.contactId()) == "online"; }, 20s));
+    REQUIRE(test::eventually([&] { return presence(b, aId.contactId()) == "online"; }, 20s));
 
     constexpr int kEach = 200;
     auto first = send(*a.node, bId.contactId(), "a1");
@@ -96,6 +105,7 @@ TEST_CASE("chat: both directions at once over the link, exactly once, in order, 
                              20s));
     // Nothing went through the DHT: both were online and connected.
     auto bc = b.node->status()["chat_counters"];
+    INFO("a: " << a.node->status()["chat_counters"].dump() << " b: " << bc.dump());
     CHECK(counter(bc, "dht_received") == 0);
     CHECK(counter(bc, "received") == kEach);
 }
