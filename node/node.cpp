@@ -4,6 +4,7 @@
 #include "dht/hex.h"
 #include "dht/thread_owner.h"
 #include "dht/udp_endpoint.h"
+#include "node/api/contact_methods.h"
 #include "node/api/control_server.h"
 #include "node/chat/chat.h"
 #include "node/contacts/contacts.h"
@@ -93,7 +94,6 @@ struct Node::Impl {
     bool stopRequested = false;
 
     void registerMethods(Node& node);
-    void registerContactMethods();
     void registerLinkMethods();
     void registerChatMethods();
     void startTransport();
@@ -197,78 +197,9 @@ void Node::Impl::registerMethods(Node& node) {
     });
 }
 
-namespace {
-
-// Runs a contact command and answers: usage problems are invalid params (exit 2 in the CLI),
-// everything else a failure (exit 1).
-template <class F> void contactCommand(const ControlServer::Reply& reply, F&& f) {
-    try {
-        reply.ok(f());
-    } catch (const ContactError& e) {
-        reply.error(rpc::kFailed, e.what());
-    } catch (const StoreError& e) {
-        reply.error(rpc::kFailed, e.what());
-    }
-}
-
-std::optional<dht::ContactId> idParam(const json& params, const ControlServer::Reply& reply) {
-    auto text = params.value("id", std::string());
-    auto id = dht::ContactId::parse(text);
-    if (!id)
-        reply.error(rpc::kInvalidParams, "not a contact id: expected 64 hexadecimal characters");
-    return id;
-}
-
-} // namespace
-
-void Node::Impl::registerContactMethods() {
-    control->on("contact.add", [this](const json& params, const ControlServer::Reply& reply) {
-        auto target = idParam(params, reply);
-        if (!target)
-            return;
-        auto message = params.value("message", std::string());
-        auto alias = params.value("alias", std::string());
-        try {
-            contacts->add(*target, message, alias, [reply](json result) { reply.ok(result); });
-        } catch (const ContactError& e) {
-            reply.error(rpc::kFailed, e.what());
-        } catch (const StoreError& e) {
-            reply.error(rpc::kFailed, e.what());
-        }
-    });
-    control->on("contact.requests", [this](const json&, const ControlServer::Reply& reply) {
-        contactCommand(reply, [&] { return contacts->requests(); });
-    });
-    control->on("contacts", [this](const json&, const ControlServer::Reply& reply) {
-        contactCommand(reply, [&] { return contacts->contacts(); });
-    });
-    for (auto method : {"accept", "decline", "block", "unblock", "remove"}) {
-        std::string name = method;
-        control->on("contact." + name,
-                    [this, name](const json& params, const ControlServer::Reply& reply) {
-                        auto target = idParam(params, reply);
-                        if (!target)
-                            return;
-                        contactCommand(reply, [&]() -> json {
-                            if (name == "accept")
-                                return contacts->accept(*target);
-                            if (name == "decline")
-                                contacts->decline(*target);
-                            else if (name == "block")
-                                contacts->block(*target);
-                            else if (name == "unblock")
-                                contacts->unblock(*target);
-                            else
-                                contacts->remove(*target);
-                            return {{"id", target->toHex()}, {"done", name}};
-                        });
-                    });
-    }
-}
-
 void Node::Impl::registerLinkMethods() {
     control->on("ping", [this](const json& params, const ControlServer::Reply& reply) {
-        auto target = idParam(params, reply);
+        auto target = api::contactIdParam(params, reply);
         if (!target)
             return;
         int count = params.value("count", 4);
@@ -315,7 +246,7 @@ template <class F> void chatCommand(const ControlServer::Reply& reply, F&& f) {
 
 void Node::Impl::registerChatMethods() {
     control->on("chat.send", [this](const json& params, const ControlServer::Reply& reply) {
-        auto target = idParam(params, reply);
+        auto target = api::contactIdParam(params, reply);
         if (!target)
             return;
         if (!params.contains("text") || !params["text"].is_string()) {
@@ -341,7 +272,7 @@ void Node::Impl::registerChatMethods() {
         }
     });
     control->on("chat.history", [this](const json& params, const ControlServer::Reply& reply) {
-        auto target = idParam(params, reply);
+        auto target = api::contactIdParam(params, reply);
         if (!target)
             return;
         auto limit = params.value("limit", 50);
@@ -352,7 +283,7 @@ void Node::Impl::registerChatMethods() {
         chatCommand(reply, [&] { return chat->history(*target, static_cast<std::size_t>(limit)); });
     });
     control->on("chat.read", [this](const json& params, const ControlServer::Reply& reply) {
-        auto target = idParam(params, reply);
+        auto target = api::contactIdParam(params, reply);
         if (!target)
             return;
         chatCommand(reply, [&] { return chat->markRead(*target); });
@@ -448,7 +379,7 @@ void Node::start() {
     s.port = s.overlay->status().port;
     s.contacts = std::make_unique<ContactManager>(
         s.io, *s.overlay, *s.store, s.id, s.overlay->identity().name(),
-        [&s](const json& event) { s.broadcast(event); },
+        [&s](const ContactEvent& event) { s.broadcast(api::toJson(event)); },
         ContactLimits{.presenceSweep = s.options.presencePoll});
     s.directory = std::make_unique<ContactsDirectory>(*s.contacts);
     s.startTransport();
@@ -458,7 +389,7 @@ void Node::start() {
     if (s.options.controlSocket) {
         s.control = std::make_unique<ControlServer>(s.io, s.options.profileDir / "control.sock");
         s.registerMethods(*this);
-        s.registerContactMethods();
+        api::registerContactMethods(*s.control, *s.contacts);
         s.registerLinkMethods();
         s.registerChatMethods();
         try {

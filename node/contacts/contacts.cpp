@@ -14,8 +14,6 @@
 
 namespace parley::node {
 
-using nlohmann::json;
-
 namespace {
 
 Relation relationOf(ContactState state) {
@@ -32,8 +30,21 @@ Relation relationOf(ContactState state) {
     return Relation::stranger;
 }
 
-json optionalSeconds(const std::optional<std::int64_t>& ms) {
-    return ms ? json(*ms / 1000) : json(nullptr);
+ContactEvent accepted(const dht::ContactId& id, std::string by) {
+    ContactEvent e;
+    e.kind = ContactEvent::Kind::accepted;
+    e.id = id;
+    e.by = std::move(by);
+    return e;
+}
+
+ContactEvent presence(const dht::ContactId& id, bool online, std::int64_t lastSeenMs) {
+    ContactEvent e;
+    e.kind = ContactEvent::Kind::presence;
+    e.id = id;
+    e.online = online;
+    e.lastSeenMs = lastSeenMs;
+    return e;
 }
 
 } // namespace
@@ -60,7 +71,7 @@ struct ContactManager::Impl {
     RequestPolicy policy;                    // admission, per-sender windows, card retries
     // Counters not yet written: a dropped envelope costs no SQLite write of its own; they
     // are saved at maintenance and at stop.
-    std::map<std::string, std::int64_t> unsavedCounters;
+    std::map<std::string, std::uint64_t> unsavedCounters;
     std::int64_t lastSeenPurgeMs = 0;
     std::set<dht::ContactId> followed;
     // Accepted contacts, mirrored from the store at every change, so that the QUIC verify
@@ -178,73 +189,62 @@ void ContactManager::count(const std::string& name) {
     ++impl_->unsavedCounters[name];
 }
 
-json ContactManager::counters() const {
-    json j = json::object();
-    for (const char* name : {"envelopes_forged", "envelopes_wrong-recipient", "envelopes_expired",
-                             "envelopes_from-the-future", "envelopes_replayed",
-                             "envelopes_from_blocked", "requests_over_cap", "requests_over_rate",
-                             "accepts_unsolicited", "connect_from_stranger", "chat_from_stranger"})
-        j[name] = impl_->store.counter(name) + impl_->unsavedCounters[name];
-    j["sender_windows"] = impl_->policy.senderWindows();
-    j["cached_keys"] = impl_->keys.size();
-    return j;
+std::map<std::string, std::uint64_t> ContactManager::counters() const {
+    std::map<std::string, std::uint64_t> out;
+    for (const char* name :
+         {"envelopes_forged", "envelopes_wrong-recipient", "envelopes_expired",
+          "envelopes_from-the-future", "envelopes_replayed", "envelopes_from_blocked",
+          "requests_over_cap", "requests_over_rate", "accepts_unsolicited", "connect_from_stranger",
+          "chat_from_stranger"}) {
+        auto it = impl_->unsavedCounters.find(name);
+        out[name] = static_cast<std::uint64_t>(impl_->store.counter(name)) +
+                    (it == impl_->unsavedCounters.end() ? 0 : it->second);
+    }
+    out["sender_windows"] = impl_->policy.senderWindows();
+    out["cached_keys"] = impl_->keys.size();
+    return out;
 }
 
-json ContactManager::toJson(const ContactRecord& c) const {
-    return {{"id", c.id.toHex()},
-            {"alias", c.alias},
-            {"name", c.name},
-            {"state", toString(c.state)},
-            {"presence", c.online ? "online" : "offline"},
-            {"last_seen", optionalSeconds(c.lastSeenMs)},
-            {"message", c.message},
-            {"since", c.createdMs / 1000}};
-}
-
-json ContactManager::contacts() const {
-    json out = json::array();
+std::vector<ContactSummary> ContactManager::contacts() const {
+    std::vector<ContactSummary> out;
     auto unread = impl_->store.unreadCounts();
-    for (const auto& c : impl_->store.contacts()) {
-        auto j = toJson(c);
+    for (auto& c : impl_->store.contacts()) {
         auto it = unread.find(c.id);
-        j["unread"] = it == unread.end() ? 0 : it->second;
-        out.push_back(std::move(j));
+        auto n = it == unread.end() ? 0 : it->second;
+        out.push_back({std::move(c), static_cast<std::uint64_t>(n)});
     }
     return out;
 }
 
-json ContactManager::requests() const {
-    json out = json::array();
-    for (const auto& c : impl_->store.contacts())
-        if (c.state == ContactState::incoming)
-            out.push_back({{"id", c.id.toHex()},
-                           {"name", c.name},
-                           {"message", c.message},
-                           {"received", c.createdMs / 1000}});
-    return out;
+std::vector<ContactRecord> ContactManager::requests() const {
+    auto all = impl_->store.contacts();
+    std::erase_if(all, [](const ContactRecord& c) { return c.state != ContactState::incoming; });
+    return all;
 }
 
-void ContactManager::add(const dht::ContactId& id, const std::string& message,
-                         const std::string& alias, std::function<void(json)> done) {
+CommandStatus ContactManager::add(const dht::ContactId& id, const std::string& message,
+                                  const std::string& alias,
+                                  std::function<void(const AddResult&)> done) {
     auto& s = *impl_;
     if (id == s.self)
-        throw ContactError("that is your own contact id");
+        return CommandStatus::refused("that is your own contact id");
     if (message.size() > dht::kMaxRequestMessageSize || !dht::isValidUtf8(message))
-        throw ContactError("the message must be at most " +
-                           std::to_string(dht::kMaxRequestMessageSize) + " bytes of UTF-8");
+        return CommandStatus::refused("the message must be at most " +
+                                      std::to_string(dht::kMaxRequestMessageSize) +
+                                      " bytes of UTF-8");
     auto now = dht::unixMs();
     auto existing = s.store.contact(id);
     if (existing && existing->state == ContactState::blocked)
-        throw ContactError("this contact is blocked: 'parley contact unblock' first");
+        return CommandStatus::refused("this contact is blocked: 'parley contact unblock' first");
     if (existing && existing->state == ContactState::accepted) {
-        done({{"id", id.toHex()}, {"state", "accepted"}, {"delivery", "none"}});
-        return;
+        done({id, ContactState::accepted, "none"});
+        return {};
     }
     if (existing && existing->state == ContactState::incoming) {
-        auto result = accept(id); // they asked first: adding them is accepting
-        result["delivery"] = "queued";
-        done(result);
-        return;
+        auto status = accept(id); // they asked first: adding them is accepting
+        if (status.ok())
+            done({id, ContactState::accepted, "queued"});
+        return status;
     }
     ContactRecord record = existing.value_or(ContactRecord{});
     record.id = id;
@@ -256,37 +256,44 @@ void ContactManager::add(const dht::ContactId& id, const std::string& message,
         record.createdMs = now;
     record.updatedMs = now;
     s.saveContact(record);
-    queue(dht::EnvelopeKind::contactRequest, id, message, [done, id](const std::string& status) {
-        done({{"id", id.toHex()}, {"state", "outgoing"}, {"delivery", status}});
-    });
+    auto queued = queue(dht::EnvelopeKind::contactRequest, id, message,
+                        [done, id](const std::string& status) {
+                            done({id, ContactState::outgoing, status});
+                        });
+    if (!queued)
+        return CommandStatus::refused("no randomness available for the request's id");
+    return {};
 }
 
-json ContactManager::accept(const dht::ContactId& id) {
+CommandStatus ContactManager::accept(const dht::ContactId& id) {
     auto& s = *impl_;
     auto existing = s.store.contact(id);
     if (!existing || existing->state != ContactState::incoming)
-        throw ContactError("no contact request from " + id.toHex());
+        return CommandStatus::refused("no contact request from " + id.toHex());
     existing->state = ContactState::accepted;
     existing->updatedMs = dht::unixMs();
     s.saveContact(*existing);
-    queue(dht::EnvelopeKind::contactAccept, id, "");
+    // Accepted even if the answer cannot be queued: their next request is answered.
+    if (!queue(dht::EnvelopeKind::contactAccept, id, ""))
+        spdlog::error("contacts: no randomness; the answer to {} is not sent", id.shortHex());
     follow(id);
-    s.events({{"type", "contact.accepted"}, {"id", id.toHex()}, {"by", "us"}});
-    return {{"id", id.toHex()}, {"state", "accepted"}};
+    s.events(accepted(id, "us"));
+    return {};
 }
 
-void ContactManager::decline(const dht::ContactId& id) {
+CommandStatus ContactManager::decline(const dht::ContactId& id) {
     auto existing = impl_->store.contact(id);
     if (!existing || existing->state != ContactState::incoming)
-        throw ContactError("no contact request from " + id.toHex());
+        return CommandStatus::refused("no contact request from " + id.toHex());
     // No answer goes back: a declined sender learns nothing, not even that we are online.
     impl_->eraseContact(id);
+    return {};
 }
 
-void ContactManager::block(const dht::ContactId& id) {
+CommandStatus ContactManager::block(const dht::ContactId& id) {
     auto& s = *impl_;
     if (id == s.self)
-        throw ContactError("that is your own contact id");
+        return CommandStatus::refused("that is your own contact id");
     auto record = s.store.contact(id).value_or(ContactRecord{});
     auto now = dht::unixMs();
     if (record.createdMs == 0)
@@ -298,20 +305,23 @@ void ContactManager::block(const dht::ContactId& id) {
     s.saveContact(record);
     dropPending(id);
     unfollow(id);
+    return {};
 }
 
-void ContactManager::unblock(const dht::ContactId& id) {
+CommandStatus ContactManager::unblock(const dht::ContactId& id) {
     auto existing = impl_->store.contact(id);
     if (!existing || existing->state != ContactState::blocked)
-        throw ContactError(id.toHex() + " is not blocked");
+        return CommandStatus::refused(id.toHex() + " is not blocked");
     impl_->eraseContact(id);
+    return {};
 }
 
-void ContactManager::remove(const dht::ContactId& id) {
+CommandStatus ContactManager::remove(const dht::ContactId& id) {
     if (!impl_->eraseContact(id))
-        throw ContactError("unknown contact " + id.toHex());
+        return CommandStatus::refused("unknown contact " + id.toHex());
     dropPending(id);
     unfollow(id);
+    return {};
 }
 
 void ContactManager::dropPending(const dht::ContactId& id) {
@@ -320,13 +330,13 @@ void ContactManager::dropPending(const dht::ContactId& id) {
             impl_->store.removePending(p.id);
 }
 
-void ContactManager::queue(dht::EnvelopeKind kind, const dht::ContactId& to,
+bool ContactManager::queue(dht::EnvelopeKind kind, const dht::ContactId& to,
                            const std::string& message, SendStatus status) {
     auto& s = *impl_;
     dht::Envelope e;
     e.kind = kind;
     if (gnutls_rnd(GNUTLS_RND_NONCE, e.id.data(), e.id.size()) != 0)
-        throw ContactError("no randomness available");
+        return false;
     e.createdMs = dht::unixMs();
     e.from = s.self;
     e.to = to;
@@ -340,6 +350,7 @@ void ContactManager::queue(dht::EnvelopeKind kind, const dht::ContactId& to,
     p.createdMs = e.createdMs;
     s.store.addPending(p);
     trySend(p, std::move(status));
+    return true;
 }
 
 // Sends one pending envelope: the recipient's key comes from their verified key card.
@@ -384,9 +395,11 @@ void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) 
             }
             status("stored");
             st2->store.removePending(envelope.id);
-            st2->events({{"type", "contact.sent"},
-                         {"id", envelope.to.toHex()},
-                         {"kind", dht::toString(envelope.kind)}});
+            ContactEvent sent;
+            sent.kind = ContactEvent::Kind::sent;
+            sent.id = envelope.to;
+            sent.envelopeKind = dht::toString(envelope.kind);
+            st2->events(sent);
         });
     };
     if (auto it = s.keys.find(pending.recipient); it != s.keys.end()) {
@@ -533,7 +546,7 @@ void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& si
         existing->updatedMs = now;
         s.saveContact(*existing);
         follow(e.from);
-        s.events({{"type", "contact.accepted"}, {"id", e.from.toHex()}, {"by", "them"}});
+        s.events(accepted(e.from, "them"));
         return;
     }
     // A contact request.
@@ -550,7 +563,7 @@ void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& si
         s.saveContact(*existing);
         queue(dht::EnvelopeKind::contactAccept, e.from, "");
         follow(e.from);
-        s.events({{"type", "contact.accepted"}, {"id", e.from.toHex()}, {"by", "both"}});
+        s.events(accepted(e.from, "both"));
         return;
     }
     ContactRecord record = existing.value_or(ContactRecord{});
@@ -562,10 +575,12 @@ void ContactManager::onEnvelope(const dht::Envelope& e, const dht::ContactId& si
         record.createdMs = now;
     record.updatedMs = now;
     s.saveContact(record);
-    s.events({{"type", "contact.request"},
-              {"id", e.from.toHex()},
-              {"name", e.name},
-              {"message", e.message}});
+    ContactEvent request;
+    request.kind = ContactEvent::Kind::request;
+    request.id = e.from;
+    request.name = e.name;
+    request.message = e.message;
+    s.events(request);
 }
 
 void ContactManager::follow(const dht::ContactId& id) {
@@ -596,10 +611,7 @@ void ContactManager::onPresence(const dht::ContactId& id, const dht::Presence& p
     bool changed = online != record->online;
     s.store.setPresence(id, online, p.timestampMs);
     if (changed)
-        s.events({{"type", "contact.presence"},
-                  {"id", id.toHex()},
-                  {"presence", online ? "online" : "offline"},
-                  {"last_seen", p.timestampMs / 1000}});
+        s.events(presence(id, online, p.timestampMs));
 }
 
 // A contact that vanished without saying goodbye (crash, network loss) goes stale.
@@ -611,10 +623,7 @@ void ContactManager::sweepPresence() {
             continue;
         if (now - *c.lastSeenMs > dht::kPresenceStaleAfterMs) {
             s.store.setPresence(c.id, false, c.lastSeenMs);
-            s.events({{"type", "contact.presence"},
-                      {"id", c.id.toHex()},
-                      {"presence", "offline"},
-                      {"last_seen", *c.lastSeenMs / 1000}});
+            s.events(presence(c.id, false, *c.lastSeenMs));
         }
     }
     // DHT listens deliver new presence values quickly, but an edited value (the same record

@@ -11,10 +11,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
-#include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace asio {
 class io_context;
@@ -22,9 +22,42 @@ class io_context;
 
 namespace parley::node {
 
-// A command that cannot be carried out, with a sentence for the person who asked.
-struct ContactError : std::runtime_error {
-    using std::runtime_error::runtime_error;
+// How a command went: empty when it was carried out, else a sentence for the person who
+// asked (the control API answers it as a failure). Store failures still throw StoreError.
+struct [[nodiscard]] CommandStatus {
+    std::string error;
+    bool ok() const { return error.empty(); }
+    static CommandStatus refused(std::string why) { return {std::move(why)}; }
+};
+
+// What happened to a contact, for the control API's events (api/ maps them to JSON).
+struct ContactEvent {
+    enum class Kind {
+        request,  // a contact request arrived: name, message
+        accepted, // by: "us", "them" or "both"
+        sent,     // an envelope is in their DHT inbox: envelopeKind
+        presence, // online, lastSeenMs
+    };
+    Kind kind = Kind::request;
+    dht::ContactId id;
+    std::string by, name, message, envelopeKind;
+    bool online = false;
+    std::int64_t lastSeenMs = 0;
+};
+
+// The answer of `add`: the contact's state now and how the request went ("stored",
+// "no-card", "not-stored", "expired"; "queued" when adding accepted their request; "none"
+// when already a contact).
+struct AddResult {
+    dht::ContactId id;
+    ContactState state = ContactState::outgoing;
+    std::string delivery;
+};
+
+// A contact as listed, with the messages from them not read yet.
+struct ContactSummary {
+    ContactRecord record;
+    std::uint64_t unread = 0;
 };
 
 struct ContactLimits {
@@ -41,7 +74,7 @@ inline constexpr std::size_t kMaxKeys = 4096; // cached public keys
 
 class ContactManager {
 public:
-    using EventSink = std::function<void(const nlohmann::json& event)>;
+    using EventSink = std::function<void(const ContactEvent& event)>;
 
     ContactManager(asio::io_context& io, dht::Overlay& overlay, Store& store,
                    const dht::ContactId& self, std::string selfName, EventSink events,
@@ -54,20 +87,22 @@ public:
     void start();
     void stop();
 
-    // Commands; they throw ContactError (and StoreError) with a readable message.
-    // `add` answers through `done` once the first delivery attempt is over: "stored" (in
-    // their DHT inbox), "no-card" (their key card is not found yet) or "not-stored" (no DHT
-    // node took it yet); the request stays pending and is retried in the last two cases.
+    // Commands: a refusal comes back as a value with a readable sentence (StoreError is
+    // still thrown when the database fails).
+    // `add` answers through `done` (only when it is not refused) once the first delivery
+    // attempt is over: "stored" (in their DHT inbox), "no-card" (their key card is not found
+    // yet) or "not-stored" (no DHT node took it yet); the request stays pending and is
+    // retried in the last two cases.
     using SendStatus = std::function<void(const std::string& status)>;
-    void add(const dht::ContactId& id, const std::string& message, const std::string& alias,
-             std::function<void(nlohmann::json)> done);
-    nlohmann::json accept(const dht::ContactId& id);
-    void decline(const dht::ContactId& id);
-    void block(const dht::ContactId& id);
-    void unblock(const dht::ContactId& id);
-    void remove(const dht::ContactId& id);
-    nlohmann::json contacts() const;
-    nlohmann::json requests() const;
+    CommandStatus add(const dht::ContactId& id, const std::string& message,
+                      const std::string& alias, std::function<void(const AddResult&)> done);
+    CommandStatus accept(const dht::ContactId& id);
+    CommandStatus decline(const dht::ContactId& id);
+    CommandStatus block(const dht::ContactId& id);
+    CommandStatus unblock(const dht::ContactId& id);
+    CommandStatus remove(const dht::ContactId& id);
+    std::vector<ContactSummary> contacts() const;
+    std::vector<ContactRecord> requests() const; // incoming, waiting for an answer
 
     // Connect envelopes from accepted contacts (replay, window and signature checked) go to
     // this handler; from anyone else they are dropped and counted.
@@ -88,10 +123,11 @@ public:
 
     // Test and status hooks.
     void onEnvelope(const dht::Envelope& envelope, const dht::ContactId& signer);
-    nlohmann::json counters() const;
+    std::map<std::string, std::uint64_t> counters() const;
 
 private:
-    void queue(dht::EnvelopeKind kind, const dht::ContactId& to, const std::string& message,
+    // false: no randomness for an envelope id (nothing queued).
+    bool queue(dht::EnvelopeKind kind, const dht::ContactId& to, const std::string& message,
                SendStatus status = {});
     void trySend(const PendingEnvelope& pending, SendStatus status = {});
     void scheduleRetry();
@@ -102,7 +138,6 @@ private:
     void sweepPresence();
     void maintain();
     void count(const std::string& name);
-    nlohmann::json toJson(const ContactRecord& record) const;
 
     struct Impl;
     std::shared_ptr<Impl> impl_;

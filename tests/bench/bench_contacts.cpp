@@ -39,13 +39,15 @@ int main(int argc, char** argv) {
         auto hex = aId.contactId().toHex();
         auto t0 = Clock::now();
         a.node->call([&] {
-            a.node->contacts().add(bId.contactId(), "hello", "", [](nlohmann::json) {});
-            return 0;
+            return a.node->contacts()
+                .add(bId.contactId(), "hello", "", [](const node::AddResult&) {})
+                .ok();
         });
         bool seen = waitFor(
             [&] {
                 auto r = b.node->call([&] { return b.node->contacts().requests(); });
-                return std::any_of(r.begin(), r.end(), [&](auto& q) { return q["id"] == hex; });
+                return std::any_of(r.begin(), r.end(),
+                                   [&](auto& q) { return q.id == aId.contactId(); });
             },
             20s);
         auto t1 = Clock::now();
@@ -54,12 +56,12 @@ int main(int argc, char** argv) {
             continue;
         }
         toVisible.push_back(ms(t1 - t0));
-        b.node->call([&] { return b.node->contacts().accept(aId.contactId()); });
+        b.node->call([&] { return b.node->contacts().accept(aId.contactId()).ok(); });
         auto t2 = Clock::now();
         bool accepted = waitFor(
             [&] {
                 auto cs = a.node->call([&] { return a.node->contacts().contacts(); });
-                return !cs.empty() && cs[0]["state"] == "accepted";
+                return !cs.empty() && cs[0].record.state == node::ContactState::accepted;
             },
             20s);
         if (!accepted) {

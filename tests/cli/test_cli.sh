@@ -135,6 +135,9 @@ check "unblock" 0 "$PARLEY" --profile "$B" contact unblock "$(printf '%064d' 9)"
 check "unblock again" 1 "$PARLEY" --profile "$B" contact unblock "$(printf '%064d' 9)"
 check "remove unknown" 1 "$PARLEY" --profile "$B" contact remove "$(printf '%064d' 9)"
 check "add self" 1 "$PARLEY" --profile "$A" contact add "$ALICE"
+expect_in "add self says why" "$WORK/err" "your own contact id"
+check "remove unknown says why" 1 "$PARLEY" --profile "$B" contact remove "$(printf '%064d' 9)"
+expect_in "remove unknown says why" "$WORK/err" "unknown contact 0{63}9"
 check "contact without subcommand" 2 "$PARLEY" --profile "$A" contact
 check "contacts without daemon" 3 "$PARLEY" --profile "$C" contacts
 

@@ -66,8 +66,8 @@ TEST_CASE("chat: both directions at once over the link, exactly once, in order, 
     // Both online in each other's view, so that nothing has a reason to go through the DHT.
     auto presence = [](test::TestNode& n, const dht::ContactId& of) {
         for (const auto& c : n.node->call([&] { return n.node->contacts().contacts(); }))
-            if (c["id"] == of.toHex())
-                return c["presence"].get<std::string>();
+            if (c.record.id == of)
+                return std::string(c.record.online ? "online" : "offline");
         return std::string();
     };
     REQUIRE(test::eventually([&] { return presence(a, bId.contactId()) == "online"; }, 20s));
@@ -93,8 +93,8 @@ TEST_CASE("chat: both directions at once over the link, exactly once, in order, 
     // Unread until B reads; then A sees "read".
     auto unread = [&] {
         for (const auto& c : b.node->call([&] { return b.node->contacts().contacts(); }))
-            if (c["id"] == aId.contactId().toHex())
-                return c["unread"].get<int>();
+            if (c.record.id == aId.contactId())
+                return static_cast<int>(c.unread);
         return -1;
     };
     CHECK(unread() == kEach);
@@ -209,8 +209,8 @@ TEST_CASE("chat: replayed, forged and strangers' messages through the DHT are dr
     REQUIRE(put(*a.node, e));
     REQUIRE(test::eventually(
         [&] {
-            return counter(b.node->call([&] { return b.node->contacts().counters(); }),
-                           "envelopes_replayed") >= 1;
+            return b.node->call(
+                       [&] { return b.node->contacts().counters(); })["envelopes_replayed"] >= 1;
         },
         20s));
     CHECK(history(*b.node, aId.contactId()).size() == 1);
@@ -229,7 +229,7 @@ TEST_CASE("chat: replayed, forged and strangers' messages through the DHT are dr
     REQUIRE(test::eventually(
         [&] {
             auto c = b.node->call([&] { return b.node->contacts().counters(); });
-            return counter(c, "envelopes_forged") >= 1 && counter(c, "chat_from_stranger") >= 1;
+            return c["envelopes_forged"] >= 1 && c["chat_from_stranger"] >= 1;
         },
         20s));
     CHECK(history(*b.node, aId.contactId()).size() == 1);

@@ -119,8 +119,8 @@ TestNode TestNetwork::start(const dht::Identity& who, std::unique_ptr<TempDir> d
 std::string contactState(node::Node& n, const dht::ContactId& id) {
     auto list = n.call([&] { return n.contacts().contacts(); });
     for (const auto& c : list)
-        if (c["id"] == id.toHex())
-            return c["state"];
+        if (c.record.id == id)
+            return std::string(node::toString(c.record.state));
     return "none";
 }
 
@@ -132,14 +132,16 @@ bool makeContacts(node::Node& a, const dht::ContactId& aId, node::Node& b,
     auto added = std::make_shared<std::promise<void>>();
     auto future = added->get_future();
     a.call([&] {
-        a.contacts().add(bId, "let us talk", "", [added](nlohmann::json) { added->set_value(); });
-        return 0;
+        return a.contacts()
+            .add(bId, "let us talk", "", [added](const node::AddResult&) { added->set_value(); })
+            .ok();
     });
     if (future.wait_for(20s) != std::future_status::ready)
         return false;
     if (!eventually([&] { return contactState(b, aId) == "incoming"; }, 20s, 2ms))
         return false;
-    b.call([&] { return b.contacts().accept(aId); });
+    if (!b.call([&] { return b.contacts().accept(aId).ok(); }))
+        return false;
     return eventually([&] { return contactState(a, bId) == "accepted"; }, 20s, 2ms);
 }
 
