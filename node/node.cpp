@@ -6,6 +6,7 @@
 #include "dht/udp_endpoint.h"
 #include "node/api/contact_methods.h"
 #include "node/api/control_server.h"
+#include "node/api/transport_json.h"
 #include "node/chat/chat.h"
 #include "node/contacts/contacts.h"
 #include "node/link/contact_directory.h"
@@ -131,7 +132,8 @@ json Node::Impl::statusJson() {
             {"links", links ? links->status() : json::array()},
             {"link_counters", links ? links->counters() : json::object()},
             {"chat_counters", chat ? chat->counters() : json::object()},
-            {"portmap", portMapper ? portMapper->status() : json{{"state", "disabled"}}},
+            {"portmap",
+             api::toJson(portMapper ? portMapper->status() : PortMapStatus{"disabled", {}, {}})},
             {"records",
              {{"accepted", c.recordsAccepted},
               {"wrong_owner", c.recordsWrongOwner},

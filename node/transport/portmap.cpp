@@ -526,8 +526,11 @@ std::vector<std::string> PortMapper::mappedEndpoints() const {
     return {};
 }
 
-nlohmann::json PortMapper::status() const {
-    return detail::statusJson(impl_->state, impl_->mapping, impl_->reason);
+PortMapStatus PortMapper::status() const {
+    const auto& s = *impl_;
+    if (s.state == "mapped" && s.mapping)
+        return {s.state, s.mapping, ""};
+    return {s.state, std::nullopt, s.reason};
 }
 
 // --- sans-I/O helpers ---
@@ -596,20 +599,6 @@ std::string urlHost(std::string_view url) {
 std::string describeMapping(const PortMapping& m, std::uint16_t internalPort) {
     return m.method + " mapping " + m.external + " -> port " + std::to_string(internalPort) +
            " via " + m.gateway;
-}
-
-nlohmann::json statusJson(std::string_view state, const std::optional<PortMapping>& mapping,
-                          std::string_view reason) {
-    nlohmann::json j{{"state", state}};
-    if (state == "mapped" && mapping) {
-        j["method"] = mapping->method;
-        j["gateway"] = mapping->gateway;
-        j["external"] = mapping->external;
-        j["expires"] = mapping->expiresUnixS;
-    } else if (!reason.empty()) {
-        j["reason"] = reason;
-    }
-    return j;
 }
 
 } // namespace detail

@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,6 +27,14 @@ struct PortMapping {
     std::string gateway;  // the router that granted it
     std::string external; // "ip:port" on the router's public side
     std::int64_t expiresUnixS = 0;
+};
+
+// What a PortMapper is doing: "disabled", "discovering", "mapped" (with the mapping) or
+// "unavailable" (with the reason).
+struct PortMapStatus {
+    std::string state;
+    std::optional<PortMapping> mapping; // only when mapped
+    std::string reason;                 // only when not mapped
 };
 
 class PortMapper {
@@ -48,9 +55,8 @@ public:
 
     // io thread. "ip:port" of the current mapping; empty until one exists.
     std::vector<std::string> mappedEndpoints() const;
-    // io thread. {"state": "disabled" | "discovering" | "mapped" | "unavailable",
-    //  "method", "gateway", "external", "expires" (unix s) when mapped, "reason" otherwise}.
-    nlohmann::json status() const;
+    // io thread.
+    PortMapStatus status() const;
 
 private:
     struct Impl;
@@ -83,10 +89,6 @@ std::string urlHost(std::string_view url);
 
 // "UPnP mapping 198.51.100.7:4301 -> port 4301 via 10.1.0.1"
 std::string describeMapping(const PortMapping& m, std::uint16_t internalPort);
-
-// The JSON of status() for a state and, when mapped, the mapping.
-nlohmann::json statusJson(std::string_view state, const std::optional<PortMapping>& mapping,
-                          std::string_view reason);
 
 } // namespace detail
 

@@ -7,6 +7,7 @@
 // passes without one (exit 1). A mapping is then held until SIGTERM or SIGINT, when the mapper
 // is stopped and a second line says how long stop() took: {"state": ..., "stop_ms": ...}.
 // The mapper's log goes to stderr, at debug level.
+#include "node/api/transport_json.h"
 #include "node/transport/portmap.h"
 
 #include <asio/io_context.hpp>
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - t0)
                             .count();
-        auto j = mapper.status();
+        auto j = parley::node::api::toJson(mapper.status());
         j["stop_ms"] = ms;
         j["endpoints"] = mapper.mappedEndpoints();
         std::cout << j.dump() << std::endl;
@@ -79,7 +80,7 @@ int main(int argc, char** argv) {
     std::function<void()> check = [&] {
         if (!mapper.mappedEndpoints().empty() || std::chrono::steady_clock::now() >= deadline) {
             const bool mapped = !mapper.mappedEndpoints().empty();
-            std::cout << mapper.status().dump() << std::endl;
+            std::cout << parley::node::api::toJson(mapper.status()).dump() << std::endl;
             if (!mapped) {
                 rc = 1;
                 finish();
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
         if (ec)
             return;
         if (!holding) {
-            std::cout << mapper.status().dump() << std::endl;
+            std::cout << parley::node::api::toJson(mapper.status()).dump() << std::endl;
             rc = 1;
         }
         finish();

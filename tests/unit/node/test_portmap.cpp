@@ -2,6 +2,7 @@
 // addresses count as public, the gateway from a UPnP URL, and what status() and the log say.
 // No PortMapper is started here: it would ask the machine's real router (docs/NAT.md); the
 // NAT lab test (tests/cli/test_portmap.sh) runs one against miniupnpd in a namespace.
+#include "node/api/transport_json.h"
 #include "node/transport/portmap.h"
 
 #include <asio/io_context.hpp>
@@ -96,23 +97,23 @@ TEST_CASE("the log line says what was mapped, to which port, by whom") {
 
 TEST_CASE("status says the state, and the mapping only when there is one") {
     const PortMapping m{"NAT-PMP", "10.1.0.1", "11.0.0.11:4301", 1'700'003'600};
-    auto mapped = detail::statusJson("mapped", m, "");
+    auto mapped = api::toJson(PortMapStatus{"mapped", m, ""});
     CHECK(mapped == nlohmann::json{{"state", "mapped"},
                                    {"method", "NAT-PMP"},
                                    {"gateway", "10.1.0.1"},
                                    {"external", "11.0.0.11:4301"},
                                    {"expires", 1'700'003'600}});
-    auto unavailable = detail::statusJson("unavailable", std::nullopt,
-                                          "NAT-PMP: no answer; UPnP: no device answered");
+    auto unavailable = api::toJson(
+        PortMapStatus{"unavailable", std::nullopt, "NAT-PMP: no answer; UPnP: no device answered"});
     CHECK(unavailable ==
           nlohmann::json{{"state", "unavailable"},
                          {"reason", "NAT-PMP: no answer; UPnP: no device answered"}});
-    CHECK(detail::statusJson("disabled", std::nullopt, "") ==
+    CHECK(api::toJson(PortMapStatus{"disabled", std::nullopt, ""}) ==
           nlohmann::json{{"state", "disabled"}});
-    CHECK(detail::statusJson("discovering", std::nullopt, "") ==
+    CHECK(api::toJson(PortMapStatus{"discovering", std::nullopt, ""}) ==
           nlohmann::json{{"state", "discovering"}});
     // A stale mapping is not shown once the state left "mapped".
-    CHECK(detail::statusJson("unavailable", m, "lapsed") ==
+    CHECK(api::toJson(PortMapStatus{"unavailable", m, "lapsed"}) ==
           nlohmann::json{{"state", "unavailable"}, {"reason", "lapsed"}});
 }
 
@@ -120,10 +121,11 @@ TEST_CASE("a mapper that was never started is disabled and maps nothing") {
     asio::io_context io;
     {
         PortMapper mapper(io, 4301);
-        CHECK(mapper.status() == nlohmann::json{{"state", "disabled"}});
+        CHECK(api::toJson(mapper.status()) == nlohmann::json{{"state", "disabled"}});
         CHECK(mapper.mappedEndpoints().empty());
         mapper.stop(); // harmless without start(), and again from the destructor
-        CHECK(mapper.status()["state"] == "disabled");
+        CHECK(mapper.status().state == "disabled");
+        CHECK_FALSE(mapper.status().mapping);
     }
     CHECK(io.poll() == 0);
 }
