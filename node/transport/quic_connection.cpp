@@ -276,17 +276,28 @@ void ConnectionDriver::disarmTimer(Connection& c) {
     }
 }
 
+// Runs after every flush (once per burst of packets): the entry moves without an allocation,
+// and the transport's one asio wait is touched only when the first deadline moves earlier.
 void ConnectionDriver::armTimer(Connection& c) {
     auto& ci = *c.impl_;
-    disarmTimer(c);
     auto expiry = ngtcp2_conn_get_expiry(ci.conn);
-    if (expiry != UINT64_MAX && ci.t) {
-        auto at = dht::Clock::TimePoint(
-            std::chrono::duration_cast<dht::Clock::Duration>(std::chrono::nanoseconds(expiry)));
-        ci.timer = ci.t->timers.emplace(at, c.weak_from_this());
+    if (expiry == UINT64_MAX || !ci.t) {
+        disarmTimer(c);
+        return;
     }
-    if (ci.t)
-        ci.t->rearmWake();
+    auto at = dht::Clock::TimePoint(
+        std::chrono::duration_cast<dht::Clock::Duration>(std::chrono::nanoseconds(expiry)));
+    auto& timers = ci.t->timers;
+    if (ci.timer) {
+        if ((*ci.timer)->first == at)
+            return;
+        auto node = timers.extract(*ci.timer);
+        node.key() = at;
+        ci.timer = timers.insert(std::move(node));
+    } else {
+        ci.timer = timers.emplace(at, c.weak_from_this());
+    }
+    ci.t->rearmWake();
 }
 
 void ConnectionDriver::onTimer(Connection& c) {

@@ -245,15 +245,14 @@ void Transport::dial(const dht::ContactId& peer, const dht::SocketAddress& to, D
 
 // --- Timers -------------------------------------------------------------------------------------
 
+// A pending wake that comes at or before the first deadline stays: when it fires early it
+// finds nothing due and waits again. So a deadline that moves later (ngtcp2's expiry does, with
+// every burst) costs no cancel and no new wait; only an earlier one re-arms.
 void Transport::Impl::rearmWake() {
-    if (timers.empty()) {
-        if (wakeAt)
-            wake.cancel();
-        wakeAt.reset();
-        return;
-    }
+    if (timers.empty())
+        return; // a pending wake finds nothing to do
     auto first = timers.begin()->first;
-    if (wakeAt && *wakeAt == first)
+    if (wakeAt && *wakeAt <= first)
         return;
     wakeAt = first;
     // The wait is measured on the injected clock; on the system clock that is the deadline
