@@ -1,25 +1,21 @@
-// LinkManager: connect envelopes, dialling and punching, hello, ping, idle close, reconnect.
-#include "node/link/links.h"
-
+// LinkManager: the glue that performs LinkCore's actions on QUIC and asio (links come up and
+// go down, idle close, reconnect), the control stream's messages (hello, ping, goodbye), and
+// the public calls connect, ping, send and status. Rendezvous is in rendezvous.cpp.
 #include "dht/clock.h"
-#include "dht/overlay.h"
-#include "dht/timer_set.h"
-#include "dht/udp_endpoint.h"
 #include "node/link/contact_directory.h"
-#include "node/transport/candidates.h"
-#include "node/transport/quic.h"
+#include "node/link/links_internal.h"
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
-#include <map>
-#include <set>
 #include <spdlog/spdlog.h>
 
 namespace parley::node {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using Clock = link::SteadyClock;
+using link::failed;
+using link::Link;
+using link::succeeded;
 
 namespace {
 
@@ -31,14 +27,6 @@ std::uint64_t monotonicUs() {
     return static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
             .count());
-}
-
-constexpr std::size_t kMaxControlBacklog = 8 << 20; // a peer that stops reading is dropped
-
-ConnectResult failed(std::string error) {
-    ConnectResult r;
-    r.error = std::move(error);
-    return r;
 }
 
 quic::CloseCode closeCode(link::CloseCode code) {
@@ -55,17 +43,15 @@ quic::CloseCode closeCode(link::CloseCode code) {
     return quic::CloseCode::normal;
 }
 
-// One QUIC connection as the glue sees it: the control stream's reader and the pings.
-struct Link {
-    link::ConnId id = 0;
-    dht::ContactId peer;
-    quic::ConnectionPtr conn;
-    std::int64_t control = -1;
-    wire::FrameReader reader;
-    wire::Hello peerHello;
-    std::uint64_t nextPing = 1;
-    std::map<std::uint64_t, std::function<void(std::optional<double>)>> pings;
-};
+} // namespace
+
+namespace link {
+
+ConnectResult failed(std::string error) {
+    ConnectResult r;
+    r.error = std::move(error);
+    return r;
+}
 
 ConnectResult succeeded(const Link& link, bool reused) {
     ConnectResult r;
@@ -76,95 +62,14 @@ ConnectResult succeeded(const Link& link, bool reused) {
     return r;
 }
 
-} // namespace
+} // namespace link
 
-// The glue around LinkCore: performs its actions on QUIC, the DHT and asio, feeds it events.
-struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
-    Impl(asio::io_context& ioContext, quic::Transport& t, ContactDirectory& c, dht::Overlay& o,
-         const dht::ContactId& selfId, LinkOptions opts)
-        : io(ioContext), transport(t), contacts(c), overlay(o), self(selfId), options(opts),
-          core(selfId, opts, dht::SystemRandom::instance(),
-               [&c](const dht::ContactId& peer) { return c.isAccepted(peer); }),
-          deadline(ioContext), timers(ioContext) {}
-    asio::io_context& io;
-    quic::Transport& transport;
-    ContactDirectory& contacts;
-    dht::Overlay& overlay;
-    dht::ContactId self;
-    EventSink events;
-    LinkOptions options;
-    MessageHandler messageHandler;
-    LinkHandler linkHandler;
-    std::function<std::vector<std::string>()> mapped;
-    link::LinkCore core;
-    std::map<link::ConnId, std::shared_ptr<Link>> links; // every connection the core knows
-    std::map<link::WaiterId, std::function<void(const ConnectResult&)>> waiters;
-    link::ConnId nextConn = 1;
-    asio::steady_timer deadline; // the core's next deadline
-    std::optional<Clock::time_point> armedFor;
-    bool draining = false;
-    dht::TimerSet timers; // pings' loss deadlines
-    std::map<std::string, std::uint64_t> counts;
-
-    bool stopped() const { return core.stopped(); }
-    void count(const std::string& name) { ++counts[name]; }
-    CandidatePolicy policy() const;
-    std::vector<std::string> ourCandidates() const;
-    wire::Hello hello() const;
-
-    void drain();
-    void arm();
-    void perform(const link::Action& action);
-    void sendRequest(const dht::ContactId& peer, const link::RequestId& id);
-    void dial(const dht::ContactId& peer, const dht::SocketAddress& to);
-    std::shared_ptr<Link> track(const quic::ConnectionPtr& conn);
-    void startConnection(const std::shared_ptr<Link>& link);
-    void linkUp(const std::shared_ptr<Link>& link);
-    void linkDown(const link::act::LinkDown& down);
-    void waiterDone(const link::act::WaiterDone& done);
-
-    void onData(const std::shared_ptr<Link>& link, std::int64_t stream,
-                std::span<const std::uint8_t> data, bool fin);
-    void onMessage(const std::shared_ptr<Link>& link, const wire::Message& message);
-    void onClosed(const std::shared_ptr<Link>& link, const quic::CloseReason& why);
-    void protocolError(const std::shared_ptr<Link>& link, const std::string& reason);
-    bool sendOn(const std::shared_ptr<Link>& link, const wire::Message& message);
-    std::shared_ptr<Link> activeLink(const dht::ContactId& peer) const;
-    void finishPing(const std::shared_ptr<Link>& link, std::uint64_t seq,
-                    std::optional<double> rtt);
-};
-
-CandidatePolicy LinkManager::Impl::policy() const {
-    // Loopback addresses are candidates only in a network that lives on loopback (tests,
-    // the demo): bound to loopback, or seen by DHT peers at a loopback address.
-    auto& ep = overlay.endpoint();
-    bool loopback = ep.boundToLoopback();
-    if (!loopback) {
-        auto st = overlay.status();
-        loopback = !st.publicEndpoints.empty();
-        for (const auto& p : st.publicEndpoints) {
-            auto a = dht::SocketAddress::parse(p);
-            loopback = loopback && a && a->isLoopback();
-        }
-    }
-    return CandidatePolicy{.allowLoopback = loopback};
-}
-
-std::vector<std::string> LinkManager::Impl::ourCandidates() const {
-    auto& ep = overlay.endpoint();
-    auto pol = policy();
-    auto interfaces = interfaceAddresses(ep.hasIPv4() ? ep.bound4() : dht::SocketAddress{},
-                                         ep.hasIPv6() ? ep.bound6() : dht::SocketAddress{},
-                                         ep.port(), pol.allowLoopback);
-    std::vector<std::string> publicEndpoints;
-    for (const auto& p : overlay.status().publicEndpoints) {
-        auto a = dht::SocketAddress::parse(p);
-        if (a && (pol.allowLoopback || !a->isLoopback()))
-            publicEndpoints.push_back(p);
-    }
-    return mergeCandidates(interfaces, publicEndpoints,
-                           mapped ? mapped() : std::vector<std::string>{});
-}
+LinkManager::Impl::Impl(asio::io_context& ioContext, quic::Transport& t, ContactDirectory& c,
+                        dht::Overlay& o, const dht::ContactId& selfId, LinkOptions opts)
+    : io(ioContext), transport(t), contacts(c), overlay(o), self(selfId), options(opts),
+      core(selfId, opts, dht::SystemRandom::instance(),
+           [&c](const dht::ContactId& peer) { return c.isAccepted(peer); }),
+      deadline(ioContext), timers(ioContext) {}
 
 wire::Hello LinkManager::Impl::hello() const {
     wire::Hello h;
@@ -227,8 +132,7 @@ void LinkManager::Impl::perform(const link::Action& action) {
     } else if (auto* d = std::get_if<act::Dial>(&action)) {
         dial(d->peer, d->to);
     } else if (auto* p = std::get_if<act::Punch>(&action)) {
-        for (const auto& t : p->targets)
-            transport.punch(t);
+        punch(p->targets);
     } else if (auto* st = std::get_if<act::StartConnection>(&action)) {
         if (auto l = find(st->conn))
             startConnection(l);
@@ -250,47 +154,6 @@ void LinkManager::Impl::perform(const link::Action& action) {
     } else if (auto* w = std::get_if<act::WaiterDone>(&action)) {
         waiterDone(*w);
     }
-}
-
-void LinkManager::Impl::sendRequest(const dht::ContactId& peer, const link::RequestId& id) {
-    dht::Envelope e;
-    e.kind = dht::EnvelopeKind::connectRequest;
-    e.id = id;
-    e.createdMs = dht::unixMs();
-    e.from = self;
-    e.to = peer;
-    e.candidates = ourCandidates();
-    count("requests_sent");
-    spdlog::debug("connect request to {} with {} candidates", peer.shortHex(), e.candidates.size());
-    contacts.sendNow(e, [weak = weak_from_this(), peer](bool ok) {
-        auto s = weak.lock();
-        if (!s || ok)
-            return;
-        s->count("requests_not_stored");
-        spdlog::info("connect request to {} was not stored in the DHT", peer.shortHex());
-    });
-}
-
-void LinkManager::Impl::dial(const dht::ContactId& peer, const dht::SocketAddress& to) {
-    spdlog::debug("dialling {} at {}", peer.shortHex(), to.toString());
-    transport.dial(
-        peer, to,
-        [weak = weak_from_this(), peer, to](quic::ConnectionPtr conn, const std::string& error) {
-            auto s = weak.lock();
-            if (!s || s->stopped()) {
-                if (conn)
-                    conn->close(quic::CloseCode::normal, "stopping");
-                return;
-            }
-            if (!conn) {
-                s->count("dials_failed");
-                spdlog::debug("dial {} at {}: {}", peer.shortHex(), to.toString(), error);
-                return;
-            }
-            auto l = s->track(conn);
-            s->core.onDialed(l->id, peer, conn->remote(), Clock::now());
-            s->drain();
-        });
 }
 
 // Gives a confirmed connection an id; the core hears of its close.
@@ -371,14 +234,14 @@ bool LinkManager::Impl::sendOn(const std::shared_ptr<Link>& link, const wire::Me
     if (link->control < 0 || link->conn->closed())
         return false;
     std::vector<std::uint8_t> bytes;
-    if (auto error = wire::encodeFrame(message, bytes); error != wire::FrameError::ok) {
+    if (auto error = link::ControlStream::encode(message, bytes); error != wire::FrameError::ok) {
         count("encode_errors");
         spdlog::error("not sending a {} frame to {}: {}", wire::typeName(message),
                       link->peer.shortHex(), wire::describe(error));
         return false;
     }
     auto backlog = link->conn->write(link->control, bytes);
-    if (backlog > kMaxControlBacklog) {
+    if (link::ControlStream::overBacklog(backlog)) {
         protocolError(link, "the peer does not read its control stream");
         return false;
     }
@@ -400,49 +263,28 @@ void LinkManager::Impl::onData(const std::shared_ptr<Link>& link, std::int64_t s
         link->conn->resetStream(stream, 0); // nothing else is defined yet
         return;
     }
-    auto err = link->reader.push(data);
-    if (err != wire::FrameError::ok) {
-        protocolError(link, std::string(wire::describe(err)));
-        return;
-    }
-    while (auto payload = link->reader.next()) {
-        wire::Message message;
-        err = wire::decodeMessage(*payload, message);
-        if (err == wire::FrameError::unknownType) {
-            count("unknown_frames"); // a newer peer: ignore
-            continue;
-        }
-        if (err != wire::FrameError::ok) {
-            protocolError(link, std::string(wire::describe(err)));
+    auto& control = link->controlStream;
+    control.push(data, fin);
+    while (auto event = control.next()) {
+        count("unknown_frames", control.takeUnknownFrames());
+        if (auto* error = std::get_if<link::ControlStream::Error>(&*event)) {
+            protocolError(link, error->reason);
             return;
         }
-        onMessage(link, message);
+        onMessage(link, std::get<wire::Message>(*event));
         if (link->conn->closed())
             return;
     }
-    if (fin)
-        protocolError(link, "the peer ended its control stream");
+    count("unknown_frames", control.takeUnknownFrames());
 }
 
+// The control stream checked the hello (one, first, a version we speak).
 void LinkManager::Impl::onMessage(const std::shared_ptr<Link>& link, const wire::Message& message) {
-    if (auto* h = std::get_if<wire::Hello>(&message)) {
-        if (core.helloSeen(link->id)) {
-            protocolError(link, "a second hello");
-            return;
-        }
-        if (h->version < hello().minVersion) {
-            protocolError(link, "incompatible protocol version " + std::to_string(h->version));
-            return;
-        }
-        link->peerHello = *h;
+    if (std::holds_alternative<wire::Hello>(message)) {
         if (!link->conn->isClient() && !sendOn(link, hello()))
             return;
         core.onHello(link->id, Clock::now());
         drain();
-        return;
-    }
-    if (!core.helloSeen(link->id)) {
-        protocolError(link, "a frame before the hello");
         return;
     }
     if (auto* p = std::get_if<wire::Ping>(&message)) {
@@ -666,45 +508,8 @@ void LinkManager::setMessageHandler(MessageHandler handler) {
     impl_->messageHandler = std::move(handler);
 }
 
-void LinkManager::setMappedEndpoints(std::function<std::vector<std::string>()> source) {
-    impl_->mapped = std::move(source);
-}
-
 void LinkManager::setLinkHandler(LinkHandler handler) {
     impl_->linkHandler = std::move(handler);
-}
-
-void LinkManager::onConnectEnvelope(const dht::Envelope& e) {
-    auto& s = *impl_;
-    if (s.stopped())
-        return;
-    auto targets = selectCandidates(e.candidates, s.policy());
-    auto until = Clock::now() + s.options.attemptLifetime;
-    for (const auto& t : targets)
-        s.transport.expect(t, until);
-    bool answer = e.kind != dht::EnvelopeKind::connectRequest;
-    if (!answer) {
-        dht::Envelope reply;
-        reply.kind = dht::EnvelopeKind::connectAnswer;
-        dht::SystemRandom::instance().fill(reply.id);
-        reply.createdMs = dht::unixMs();
-        reply.from = s.self;
-        reply.to = e.from;
-        reply.replyTo = e.id;
-        reply.candidates = s.ourCandidates();
-        s.contacts.sendNow(reply, [weak = std::weak_ptr<Impl>(impl_)](bool ok) {
-            if (auto st = weak.lock(); st && !ok)
-                st->count("answers_not_stored");
-        });
-    }
-    if (s.core.onConnectEnvelope(e.from, answer, e.replyTo, targets, Clock::now()))
-        spdlog::debug("{} from {}: {} usable candidates", dht::toString(e.kind), e.from.shortHex(),
-                      targets.size());
-    s.drain();
-}
-
-std::vector<std::string> LinkManager::candidates() const {
-    return impl_->ourCandidates();
 }
 
 json LinkManager::status() const {
@@ -724,7 +529,7 @@ json LinkManager::status() const {
                        {"rtt_ms", static_cast<double>(st.smoothedRtt.count()) / 1000.0},
                        {"age_s", seconds(impl_->core.establishedAt(id))},
                        {"idle_s", seconds(impl_->core.lastUsed(id))},
-                       {"agent", link.peerHello.agent}});
+                       {"agent", link.controlStream.peerHello().agent}});
     }
     return out;
 }
