@@ -100,6 +100,17 @@ struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
     std::map<std::string, std::uint64_t> counts;
 
     void count(const std::string& name, std::uint64_t n = 1) { counts[name] += n; }
+    // Runs what the network, the link or a timer feeds: a store failure is counted and
+    // logged, never thrown into the link, QUIC or the node loop. What was not done is done by
+    // the next retry (the outbox in the store is the truth; in-flight marks only follow sends).
+    template <class F> void guarded(const char* what, F&& f) {
+        try {
+            f();
+        } catch (const StoreError& e) {
+            count("store_errors");
+            spdlog::error("chat: {}: {}", what, e.what());
+        }
+    }
     void pump(const dht::ContactId& peer);
     // pump() for every contact with messages waiting (a store error is logged).
     void pumpOutbox();
@@ -173,12 +184,14 @@ void ChatManager::Impl::pump(const dht::ContactId& peer) {
                       if (!s || s->stopped)
                           return;
                       s->peers[peer].connecting = false;
-                      if (r.ok)
-                          s->pump(peer); // onLink did it too; harmless
-                      else {
-                          s->count("connect_failed");
-                          s->putToDht(peer); // unreachable now: their inbox keeps it
-                      }
+                      s->guarded("after a connect", [&] {
+                          if (r.ok) {
+                              s->pump(peer); // onLink did it too; harmless
+                          } else {
+                              s->count("connect_failed");
+                              s->putToDht(peer); // unreachable now: their inbox keeps it
+                          }
+                      });
                   });
 }
 
@@ -544,89 +557,92 @@ json ChatManager::markRead(const dht::ContactId& with) {
 }
 
 void ChatManager::onFrame(const dht::ContactId& peer, const wire::Message& message) {
-    auto& s = *impl_;
-    if (s.stopped)
-        return;
-    if (!s.contacts.isAccepted(peer)) {
-        s.count("from_stranger");
-        return;
-    }
-    if (auto* m = std::get_if<wire::ChatMessage>(&message)) {
-        s.incoming.push_back({peer, *m});
-        // Everything that arrived in this turn of the loop is stored in one transaction.
-        if (!s.flushScheduled) {
-            s.flushScheduled = true;
-            asio::post(s.io, [weak = std::weak_ptr<Impl>(impl_)] {
-                if (auto st = weak.lock())
-                    st->flushIncoming();
-            });
+    impl_->guarded("a frame", [&] {
+        auto& s = *impl_;
+        if (s.stopped)
+            return;
+        if (!s.contacts.isAccepted(peer)) {
+            s.count("from_stranger");
+            return;
         }
-    } else if (auto* a = std::get_if<wire::ChatAck>(&message)) {
-        s.onAck(peer, a->ids, false);
-    } else if (auto* r = std::get_if<wire::ChatRead>(&message)) {
-        s.onAck(peer, r->ids, true);
-    }
+        if (auto* m = std::get_if<wire::ChatMessage>(&message)) {
+            s.incoming.push_back({peer, *m});
+            // Everything that arrived in this turn of the loop is stored in one transaction.
+            if (!s.flushScheduled) {
+                s.flushScheduled = true;
+                asio::post(s.io, [weak = std::weak_ptr<Impl>(impl_)] {
+                    if (auto st = weak.lock())
+                        st->flushIncoming();
+                });
+            }
+        } else if (auto* a = std::get_if<wire::ChatAck>(&message)) {
+            s.onAck(peer, a->ids, false);
+        } else if (auto* r = std::get_if<wire::ChatRead>(&message)) {
+            s.onAck(peer, r->ids, true);
+        }
+    });
 }
 
 void ChatManager::onLink(const dht::ContactId& peer, bool up, bool goodbye) {
-    auto& s = *impl_;
-    if (s.stopped)
-        return;
-    auto& p = s.peers[peer];
-    p.inFlight.clear();
-    p.sizes.clear();
-    p.inFlightBytes = 0;
-    if (!up) {
-        // A contact that said goodbye is going offline: what it has not acknowledged goes
-        // into its DHT inbox now, and so does what we send until it is back.
-        p.away = goodbye;
-        if (p.away) {
-            p.awaySince = Clock::now();
-            s.putToDht(peer); // nothing to connect to: no pump()
+    impl_->guarded("a link change", [&] {
+        auto& s = *impl_;
+        if (s.stopped)
+            return;
+        auto& p = s.peers[peer];
+        p.inFlight.clear();
+        p.sizes.clear();
+        p.inFlightBytes = 0;
+        if (!up) {
+            // A contact that said goodbye is going offline: what it has not acknowledged goes
+            // into its DHT inbox now, and so does what we send until it is back.
+            p.away = goodbye;
+            if (p.away) {
+                p.awaySince = Clock::now();
+                s.putToDht(peer); // nothing to connect to: no pump()
+            }
+            return;
         }
-        return;
-    }
-    p.away = false;
-    p.connecting = false;
-    try {
+        p.away = false;
+        p.connecting = false;
         s.sendReceipts(peer);
         s.sendOutbox(peer);
-    } catch (const StoreError& e) {
-        spdlog::error("chat: {}", e.what());
-    }
+    });
 }
 
 void ChatManager::onEnvelope(const dht::Envelope& e) {
-    auto& s = *impl_;
-    if (s.stopped || e.kind != dht::EnvelopeKind::chatMessage)
-        return;
-    ChatRecord r;
-    r.id = e.id;
-    r.contact = e.from;
-    r.seq = e.seq;
-    r.sentMs = e.createdMs;
-    r.receivedMs = dht::unixMs();
-    r.text = e.text; // the envelope decoder checked it is UTF-8
-    r.state = "received";
-    r.updatedMs = *r.receivedMs;
-    try {
-        if (!s.store.addIncoming(r, true)) {
-            s.count("duplicates");
+    impl_->guarded("an envelope", [&] {
+        auto& s = *impl_;
+        if (s.stopped || e.kind != dht::EnvelopeKind::chatMessage)
+            return;
+        ChatRecord r;
+        r.id = e.id;
+        r.contact = e.from;
+        r.seq = e.seq;
+        r.sentMs = e.createdMs;
+        r.receivedMs = dht::unixMs();
+        r.text = e.text; // the envelope decoder checked it is UTF-8
+        r.state = "received";
+        r.updatedMs = *r.receivedMs;
+        try {
+            if (!s.store.addIncoming(r, true)) {
+                s.count("duplicates");
+                return;
+            }
+        } catch (const StoreError& err) {
+            s.count("store_errors");
+            spdlog::error("chat: cannot store a message from {}: {}", e.from.shortHex(),
+                          err.what());
             return;
         }
-    } catch (const StoreError& err) {
-        s.count("store_errors");
-        spdlog::error("chat: cannot store a message from {}: {}", e.from.shortHex(), err.what());
-        return;
-    }
-    s.count("dht_received");
-    auto j = recordJson(r);
-    j["type"] = "chat.message";
-    s.events(j);
-    if (s.links.connected(e.from))
-        s.sendReceipts(e.from);
-    else
-        s.pump(e.from); // connects if they are online, so that the ack reaches them
+        s.count("dht_received");
+        auto j = recordJson(r);
+        j["type"] = "chat.message";
+        s.events(j);
+        if (s.links.connected(e.from))
+            s.sendReceipts(e.from);
+        else
+            s.pump(e.from); // connects if they are online, so that the ack reaches them
+    });
 }
 
 json ChatManager::counters() const {

@@ -104,6 +104,17 @@ struct ContactManager::Impl {
         return store.removeContact(id);
     }
     bool stopped = false;
+
+    // Runs a callback that the network or a timer feeds: a store failure is counted and
+    // logged, never thrown into OpenDHT's callbacks, asio or the node loop.
+    template <class F> void guarded(const char* what, F&& f) {
+        try {
+            f();
+        } catch (const StoreError& e) {
+            ++unsavedCounters["store_errors"];
+            spdlog::error("contacts: {}: {}", what, e.what());
+        }
+    }
 };
 
 ContactManager::ContactManager(asio::io_context& io, dht::Overlay& overlay, Store& store,
@@ -136,14 +147,18 @@ void ContactManager::start() {
             return;
         if (e.from == signer && !signerKey.empty())
             s->rememberKey(signer, signerKey);
-        onEnvelope(e, signer);
+        s->guarded("an envelope", [&] { onEnvelope(e, signer); });
     });
-    for (const auto& c : impl_->store.contacts())
-        if (c.state == ContactState::accepted)
-            follow(c.id);
-    for (const auto& p : impl_->store.pending())
-        trySend(p);
+    impl_->guarded("start", [&] {
+        for (const auto& c : impl_->store.contacts())
+            if (c.state == ContactState::accepted)
+                follow(c.id);
+    });
     scheduleRetry();
+    impl_->guarded("resuming sends", [&] {
+        for (const auto& p : impl_->store.pending())
+            trySend(p);
+    });
     sweepPresence();
     maintain();
 }
@@ -195,7 +210,7 @@ std::map<std::string, std::uint64_t> ContactManager::counters() const {
          {"envelopes_forged", "envelopes_wrong-recipient", "envelopes_expired",
           "envelopes_from-the-future", "envelopes_replayed", "envelopes_from_blocked",
           "requests_over_cap", "requests_over_rate", "accepts_unsolicited", "connect_from_stranger",
-          "chat_from_stranger"}) {
+          "chat_from_stranger", "store_errors"}) {
         auto it = impl_->unsavedCounters.find(name);
         out[name] = static_cast<std::uint64_t>(impl_->store.counter(name)) +
                     (it == impl_->unsavedCounters.end() ? 0 : it->second);
@@ -394,7 +409,7 @@ void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) 
                 return;
             }
             status("stored");
-            st2->store.removePending(envelope.id);
+            st2->guarded("a sent envelope", [&] { st2->store.removePending(envelope.id); });
             ContactEvent sent;
             sent.kind = ContactEvent::Kind::sent;
             sent.id = envelope.to;
@@ -425,9 +440,11 @@ void ContactManager::trySend(const PendingEnvelope& pending, SendStatus status) 
                         auto st2 = weak.lock();
                         if (!st2 || st2->stopped)
                             return;
-                        for (const auto& p : st2->store.pending())
-                            if (p.id == id)
-                                trySend(p);
+                        st2->guarded("a card retry", [&] {
+                            for (const auto& p : st2->store.pending())
+                                if (p.id == id)
+                                    trySend(p);
+                        });
                     });
                 return;
             }
@@ -496,9 +513,11 @@ void ContactManager::scheduleRetry() {
         auto st = weak.lock();
         if (ec || !st || st->stopped)
             return;
-        for (const auto& p : st->store.pending())
-            trySend(p);
-        scheduleRetry();
+        scheduleRetry(); // first: a failing store must not end the retries
+        st->guarded("retrying sends", [&] {
+            for (const auto& p : st->store.pending())
+                trySend(p);
+        });
     });
 }
 
@@ -590,7 +609,7 @@ void ContactManager::follow(const dht::ContactId& id) {
     auto weak = std::weak_ptr<Impl>(impl_);
     s.overlay.followPresence(id, [this, weak](const dht::ContactId& who, const dht::Presence& p) {
         if (auto st = weak.lock(); st && !st->stopped)
-            onPresence(who, p);
+            st->guarded("a presence", [&] { onPresence(who, p); });
     });
 }
 
@@ -617,6 +636,18 @@ void ContactManager::onPresence(const dht::ContactId& id, const dht::Presence& p
 // A contact that vanished without saying goodbye (crash, network loss) goes stale.
 void ContactManager::sweepPresence() {
     auto& s = *impl_;
+    // Re-armed whatever the store says: a failing sweep must not end the sweeps.
+    s.sweepTimer.expires_after(s.limits.presenceSweep);
+    s.sweepTimer.async_wait([this, weak = std::weak_ptr<Impl>(impl_)](const std::error_code& ec) {
+        auto st = weak.lock();
+        if (!ec && st && !st->stopped)
+            sweepPresence();
+    });
+    s.guarded("the presence sweep", [&] { sweepStale(); });
+}
+
+void ContactManager::sweepStale() {
+    auto& s = *impl_;
     auto now = dht::unixMs();
     for (const auto& c : s.store.contacts()) {
         if (c.state != ContactState::accepted || !c.online || !c.lastSeenMs)
@@ -637,15 +668,11 @@ void ContactManager::sweepPresence() {
                              auto st = weak.lock();
                              if (!st || st->stopped || !r.lastSeenMs || !r.status)
                                  return;
-                             onPresence(r.id, dht::Presence{*r.status, *r.lastSeenMs, 0});
+                             st->guarded("a presence", [&] {
+                                 onPresence(r.id, dht::Presence{*r.status, *r.lastSeenMs, 0});
+                             });
                          });
     }
-    s.sweepTimer.expires_after(s.limits.presenceSweep);
-    s.sweepTimer.async_wait([this, weak = std::weak_ptr<Impl>(impl_)](const std::error_code& ec) {
-        auto st = weak.lock();
-        if (!ec && st && !st->stopped)
-            sweepPresence();
-    });
 }
 
 } // namespace parley::node

@@ -135,7 +135,8 @@ private:
     void follow(const dht::ContactId& id);
     void unfollow(const dht::ContactId& id);
     void onPresence(const dht::ContactId& id, const dht::Presence& presence);
-    void sweepPresence();
+    void sweepPresence(); // re-arms its timer, then sweepStale()
+    void sweepStale();    // stale presences offline, and a poll of every contact's
     void maintain();
     void count(const std::string& name);
 

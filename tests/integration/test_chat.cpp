@@ -275,3 +275,50 @@ TEST_CASE("chat: while the receiver's database is locked, nothing is acknowledge
     CHECK(got[0]["text"] == "before");
     CHECK(got[1]["text"] == "during");
 }
+
+TEST_CASE("chat: while the sender's database is locked, a contact leaving is counted, not thrown") {
+    test::TestNetwork net;
+    auto aId = test::makeIdentity("alice"), bId = test::makeIdentity("bob");
+    auto a = net.start(aId);
+    auto b = net.start(bId);
+    REQUIRE(test::makeContacts(*a.node, aId, *b.node, bId));
+    send(*a.node, bId.contactId(), "before");
+    REQUIRE(test::eventually([&] { return countOut(*a.node, bId.contactId(), {"delivered"}) == 1; },
+                             20s));
+
+    // Another program holds A's database for 5 s (WAL: reads go on, writes fail after the 2 s
+    // busy timeout); meanwhile B goes offline politely, and A wants to record B's presence.
+    auto db = (a.dir->path / "parley.db").string();
+    auto ready = (a.dir->path / "locked").string();
+    std::string cmd = "python3 -c \"import sqlite3, time, pathlib, os; "
+                      "c = sqlite3.connect('" +
+                      db +
+                      "', isolation_level=None); "
+                      "c.execute('BEGIN EXCLUSIVE'); pathlib.Path('" +
+                      ready +
+                      "').touch(); "
+                      "time.sleep(5); c.execute('COMMIT'); os.remove('" +
+                      ready + "')\" &";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    REQUIRE(test::eventually([&] { return std::filesystem::exists(ready); }, 10s));
+    auto bDir = std::move(b.dir);
+    b.node->stop();
+    b.node.reset();
+    // The failure is counted and logged by the room, not thrown into OpenDHT's callback or
+    // the node loop (it was, before).
+    REQUIRE(test::eventually(
+        [&] {
+            return a.node->call([&] { return a.node->contacts().counters(); })["store_errors"] >= 1;
+        },
+        15s));
+    REQUIRE(test::eventually([&] { return !std::filesystem::exists(ready); }, 15s));
+
+    // Once the lock is gone, nothing is lost: a message sent while B is away reaches it.
+    send(*a.node, bId.contactId(), "after");
+    auto b2 = net.start(bId, std::move(bDir));
+    REQUIRE(test::eventually([&] { return countOut(*a.node, bId.contactId(), {"delivered"}) == 2; },
+                             40s));
+    auto got = history(*b2.node, aId.contactId());
+    REQUIRE(got.size() == 2);
+    CHECK(got[1]["text"] == "after");
+}
