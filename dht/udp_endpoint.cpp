@@ -32,8 +32,6 @@ struct UdpEndpoint::Watch {
 
 namespace {
 
-constexpr std::size_t kMaxDatagram = 64 * 1024;
-
 std::system_error sysError(const std::string& what) {
     return std::system_error(errno, std::generic_category(), what);
 }

@@ -137,7 +137,10 @@ void registerContactMethods(ControlServer& control, ContactManager& contacts) {
         {"block", &ContactManager::block},   {"unblock", &ContactManager::unblock},
         {"remove", &ContactManager::remove},
     };
-    for (auto [name, command] : commands) {
+    for (const auto& entry : commands) {
+        // Plain variables, not a structured binding: clang 14 cannot capture one.
+        const char* name = entry.first;
+        Command command = entry.second;
         control.on(std::string("contact.") + name,
                    [&contacts, name = std::string(name),
                     command](const json& params, const ControlServer::Reply& reply) {

@@ -121,8 +121,6 @@ constexpr const char* kAddCounter =
     "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value";
 constexpr const char* kSelectCounter = "SELECT value FROM counters WHERE name = ?1";
 
-constexpr const char* kMessageColumns =
-    "id, contact, outgoing, seq, sent_ms, received_ms, text, state, dht_put_ms, updated_ms";
 constexpr const char* kNextSeq =
     "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE contact = ?1 AND outgoing = 1";
 constexpr const char* kInsertMessage =
