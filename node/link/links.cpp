@@ -182,6 +182,21 @@ void LinkManager::Impl::startConnection(const std::shared_ptr<Link>& link) {
         if (s && l)
             s->onData(l, stream, data, fin);
     };
+    conn->autoConsume = false;
+    conn->onStreamClosed = [weak = weak_from_this(),
+                            wl = std::weak_ptr<Link>(link)](std::int64_t stream) {
+        auto s = weak.lock();
+        auto l = wl.lock();
+        if (s && l)
+            s->onStreamClosed(l, stream);
+    };
+    conn->onWritable = [weak = weak_from_this(),
+                        wl = std::weak_ptr<Link>(link)](std::int64_t stream) {
+        auto s = weak.lock();
+        auto l = wl.lock();
+        if (s && l)
+            s->onWritable(l, stream);
+    };
     conn->start();
     if (conn->isClient()) {
         link->control = conn->openBidiStream();
@@ -259,12 +274,14 @@ void LinkManager::Impl::onData(const std::shared_ptr<Link>& link, std::int64_t s
     if (link->control < 0 && !link->conn->isClient() && stream % 4 == 0)
         link->control = stream; // the client's first bidirectional stream
     if (stream != link->control) {
-        count("unknown_streams");
-        link->conn->resetStream(stream, 0); // nothing else is defined yet
+        onBulkData(link, stream, data, fin);
         return;
     }
     auto& control = link->controlStream;
     control.push(data, fin);
+    // The control stream's credit comes back once its frames are handled (no autoConsume:
+    // the bulk streams' credit is their rooms' to return).
+    link->conn->consume(stream, data.size());
     while (auto event = control.next()) {
         count("unknown_frames", control.takeUnknownFrames());
         if (auto* error = std::get_if<link::ControlStream::Error>(&*event)) {
@@ -323,6 +340,7 @@ void LinkManager::Impl::onClosed(const std::shared_ptr<Link>& link, const quic::
     link->pings.clear();
     for (auto& [seq, done] : pings)
         done(std::nullopt);
+    closeStreams(link);
     auto by = why.by == quic::ClosedBy::us     ? link::ClosedBy::us
               : why.by == quic::ClosedBy::peer ? link::ClosedBy::peer
                                                : link::ClosedBy::other;

@@ -13,11 +13,13 @@
 #include "dht/envelope.h"
 #include "node/link/frame.h"
 #include "node/link/link_core.h"
+#include "node/link/stream_router.h"
 
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 
 namespace asio {
@@ -94,6 +96,55 @@ public:
 
     nlohmann::json status() const;
     nlohmann::json counters() const;
+
+    // Typed bulk streams (DESIGN.md §6; the header is in stream_router.h). A handle names one
+    // stream of one connection; it is valid until that stream's `closed`, which also comes
+    // when the link closes. Calls with a stale handle do nothing.
+    struct StreamHandle {
+        dht::ContactId peer;
+        std::uint64_t link = 0; // which connection to `peer`
+        std::int64_t stream = -1;
+    };
+    // A room's callbacks for one stream type, on the io thread. The room returns flow-control
+    // credit with consumeStream as it processes `data` (DESIGN.md §6): what it holds back
+    // slows the sender, and, since QUIC also limits the whole connection, the other streams
+    // of that link too.
+    struct StreamHandler {
+        // The peer opened a stream of this type for `id` (its data follows in `data`).
+        std::function<void(const StreamHandle&, std::span<const std::uint8_t> id)> opened;
+        // The peer's bytes after the header; `fin` once it ended its direction.
+        std::function<void(const StreamHandle&, std::span<const std::uint8_t> data, bool fin)> data;
+        // Optional: what writeStream queued on the stream was sent and acknowledged.
+        std::function<void(const StreamHandle&)> writable;
+        // The stream is gone (both directions done, reset by the peer, or the link closed).
+        std::function<void(const StreamHandle&)> closed;
+    };
+    enum class StreamError {
+        ok = 0,
+        noLink,         // no link to that contact now
+        unregistered,   // the type has no handler here (the answer would have nowhere to go)
+        badHeader,      // type 0 or an id over link::kMaxStreamIdSize bytes
+        tooManyStreams, // the peer's stream limit or ours (link::kMaxRoutedStreams) for now
+    };
+    struct OpenedStream {
+        StreamError error = StreamError::ok;
+        StreamHandle handle; // when ok
+    };
+    // False for type 0 or a type that already has a handler.
+    bool registerStreamType(link::StreamType type, StreamHandler handler);
+    // Opens a bidirectional stream of `type` for `id` on the active link to `peer` and sends
+    // its header; what the peer answers on it goes to that type's handler.
+    OpenedStream openStream(const dht::ContactId& peer, link::StreamType type,
+                            std::span<const std::uint8_t> id);
+    // Queues `data` (then FIN when `fin`); returns the bytes waiting on the stream, the
+    // backpressure signal (quic::Connection::write), 0 when the stream or link is gone.
+    std::size_t writeStream(const StreamHandle& handle, std::span<const std::uint8_t> data,
+                            bool fin = false);
+    // Returns `bytes` of credit: the room has processed that much of what `data` gave it.
+    void consumeStream(const StreamHandle& handle, std::size_t bytes);
+    // Abandons the stream in both directions with an application error code; the handle is
+    // then spent (no `closed` follows).
+    void resetStream(const StreamHandle& handle, std::uint64_t code);
 
 private:
     struct Impl;

@@ -7,6 +7,7 @@
 #include "node/link/control_stream.h"
 #include "node/link/link_core.h"
 #include "node/link/links.h"
+#include "node/link/stream_router.h"
 #include "node/transport/candidates.h"
 #include "node/transport/quic.h"
 
@@ -69,6 +70,8 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     bool draining = false;
     dht::TimerSet timers; // pings' loss deadlines
     std::map<std::string, std::uint64_t> counts;
+    link::StreamRouter router; // every connection's typed streams
+    std::map<link::StreamType, StreamHandler> streamHandlers;
 
     bool stopped() const { return core.stopped(); }
     void count(const std::string& name, std::uint64_t n = 1) {
@@ -84,6 +87,14 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     void onConnectEnvelope(const dht::Envelope& envelope);
     void dial(const dht::ContactId& peer, const dht::SocketAddress& to);
     void punch(const std::vector<dht::SocketAddress>& targets);
+
+    // link_streams.cpp: typed bulk streams
+    void onBulkData(const std::shared_ptr<Link>& link, std::int64_t stream,
+                    std::span<const std::uint8_t> data, bool fin);
+    void onStreamClosed(const std::shared_ptr<Link>& link, std::int64_t stream);
+    void onWritable(const std::shared_ptr<Link>& link, std::int64_t stream);
+    void closeStreams(const std::shared_ptr<Link>& link); // the connection is gone
+    void refuse(const std::shared_ptr<Link>& link, std::int64_t stream, link::StreamResetCode code);
 
     // links.cpp
     void drain();
@@ -101,6 +112,8 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     void protocolError(const std::shared_ptr<Link>& link, const std::string& reason);
     bool sendOn(const std::shared_ptr<Link>& link, const wire::Message& message);
     std::shared_ptr<Link> activeLink(const dht::ContactId& peer) const;
+    // The link a handle names, if it is still there and the stream is not its control stream.
+    std::shared_ptr<Link> linkOf(const StreamHandle& handle) const;
     void finishPing(const std::shared_ptr<Link>& link, std::uint64_t seq,
                     std::optional<double> rtt);
 };
