@@ -6,6 +6,7 @@
 #include "dht/udp_endpoint.h"
 #include "node/api/contact_methods.h"
 #include "node/api/control_server.h"
+#include "node/api/params.h"
 #include "node/api/transport_json.h"
 #include "node/chat/chat.h"
 #include "node/contacts/contacts.h"
@@ -204,15 +205,15 @@ void Node::Impl::registerLinkMethods() {
         auto target = api::contactIdParam(params, reply);
         if (!target)
             return;
-        int count = params.value("count", 4);
+        auto count = api::intParam(params, "count", 4, 0, 1000);
         double interval = params.value("interval", 0.2), timeout = params.value("timeout", 15.0);
-        if (count < 0 || count > 1000 || !(interval >= 0 && interval <= 60) ||
-            !(timeout > 0 && timeout <= 300)) {
+        if (!count || !(interval >= 0 && interval <= 60) || !(timeout > 0 && timeout <= 300)) {
             reply.error(rpc::kInvalidParams, "count must be 0-1000, interval 0-60 s and "
                                              "timeout 0-300 s");
             return;
         }
-        links->ping(*target, count, std::chrono::milliseconds(static_cast<long>(interval * 1000)),
+        links->ping(*target, static_cast<int>(*count),
+                    std::chrono::milliseconds(static_cast<long>(interval * 1000)),
                     std::chrono::milliseconds(static_cast<long>(timeout * 1000)),
                     [reply](json result) { reply.ok(result); });
     });
@@ -277,12 +278,13 @@ void Node::Impl::registerChatMethods() {
         auto target = api::contactIdParam(params, reply);
         if (!target)
             return;
-        auto limit = params.value("limit", 50);
-        if (limit < 1 || limit > 100000) {
+        auto limit = api::intParam(params, "limit", 50, 1, 100000);
+        if (!limit) {
             reply.error(rpc::kInvalidParams, "limit must be between 1 and 100000");
             return;
         }
-        chatCommand(reply, [&] { return chat->history(*target, static_cast<std::size_t>(limit)); });
+        chatCommand(reply,
+                    [&] { return chat->history(*target, static_cast<std::size_t>(*limit)); });
     });
     control->on("chat.read", [this](const json& params, const ControlServer::Reply& reply) {
         auto target = api::contactIdParam(params, reply);

@@ -2,6 +2,7 @@
 // params the ways the node's methods do (at/value/get of every JSON type, arrays, nesting).
 // The socket is local (mode 0600) but its client may be any program the user runs: a line
 // must never crash the daemon, throw out of dispatch, or produce a reply that cannot be sent.
+#include "node/api/params.h"
 #include "node/api/rpc_table.h"
 
 #include <cstddef>
@@ -19,14 +20,20 @@ RpcTable makeTable() {
     t.on("echo", [](const json& p, const ControlServer::Reply& r) { r.ok(p); });
     t.on("lookup", [](const json& p, const ControlServer::Reply& r) {
         auto id = p.at("id").get<std::string>();
-        auto timeout = p.value("timeout_ms", 3000);
-        r.ok({{"id", id}, {"timeout", timeout}});
+        auto timeout = parley::node::api::intParam(p, "timeout_ms", 3000, 0, 300'000);
+        if (!timeout)
+            r.error(parley::node::rpc::kInvalidParams, "timeout_ms must be 0-300000");
+        else
+            r.ok({{"id", id}, {"timeout", *timeout}});
     });
     t.on("ping", [](const json& p, const ControlServer::Reply& r) {
-        int count = p.value("count", 3);
+        auto count = parley::node::api::intParam(p, "count", 3, 0, 1000);
         double interval = p.value("interval_ms", 200.0);
         bool json = p.value("json", false);
-        r.ok({{"count", count}, {"interval", interval}, {"json", json}});
+        if (!count)
+            r.error(parley::node::rpc::kInvalidParams, "count must be 0-1000");
+        else
+            r.ok({{"count", *count}, {"interval", interval}, {"json", json}});
     });
     t.on("chat.send", [](const json& p, const ControlServer::Reply& r) {
         auto text = p.at("text").get<std::string>();
