@@ -3,6 +3,13 @@
 // part of the room's interface: only node/link/*.cpp include it.
 #pragma once
 
+// A standard header before any asio one: asio chooses its allocator (aligned_alloc or operator
+// new) from the standard library's configuration macros, and dht/timer_set.h opens with asio.
+// Translation units that disagree free with the wrong function (ASan: alloc-dealloc-mismatch).
+// clang-format off
+#include <cstddef>
+// clang-format on
+
 #include "dht/timer_set.h"
 #include "node/link/control_stream.h"
 #include "node/link/link_core.h"
@@ -96,7 +103,8 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     void closeStreams(const std::shared_ptr<Link>& link); // the connection is gone
     void refuse(const std::shared_ptr<Link>& link, std::int64_t stream, link::StreamResetCode code);
 
-    // links.cpp
+    // link_control.cpp: onData's control stream, onMessage, sendOn, sendProbe, finishPing;
+    // links.cpp: the rest
     void drain();
     void arm();
     void perform(const link::Action& action);
@@ -114,6 +122,8 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     std::shared_ptr<Link> activeLink(const dht::ContactId& peer) const;
     // The link a handle names, if it is still there and the stream is not its control stream.
     std::shared_ptr<Link> linkOf(const StreamHandle& handle) const;
+    void sendProbe(const std::shared_ptr<Link>& link,
+                   std::function<void(std::optional<double>)> record);
     void finishPing(const std::shared_ptr<Link>& link, std::uint64_t seq,
                     std::optional<double> rtt);
 };
