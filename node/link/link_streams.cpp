@@ -168,6 +168,10 @@ std::size_t LinkManager::writeStream(const StreamHandle& handle, std::span<const
     auto link = impl_->linkOf(handle);
     if (!link || !impl_->router.typeOf({link->id, handle.stream}))
         return 0;
+    // The peer's unidirectional streams carry nothing back (bit 1 marks them, RFC 9000 §2.1);
+    // quic::Connection::write would queue bytes there that can never leave.
+    if ((handle.stream & 2) != 0 && openedByPeer(*link->conn, handle.stream))
+        return 0;
     impl_->core.onUsed(link->id, Clock::now());
     return link->conn->write(handle.stream, data, fin);
 }
