@@ -4,6 +4,7 @@
 #include "dht/clock.h"
 #include "dht/hex.h"
 #include "dht/records.h"
+#include "node/chat/outbox.h"
 #include "node/link/contact_directory.h"
 #include "node/link/links.h"
 #include "node/store/store.h"
@@ -13,7 +14,6 @@
 #include <asio/steady_timer.hpp>
 #include <gnutls/crypto.h>
 #include <map>
-#include <set>
 #include <spdlog/spdlog.h>
 
 namespace parley::node {
@@ -57,8 +57,10 @@ std::string repairUtf8(std::string_view text) {
 }
 
 struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
-    Impl(asio::io_context& ioContext, Store& s, LinkManager& l, ContactDirectory& c)
-        : io(ioContext), store(s), links(l), contacts(c), retryTimer(io) {}
+    Impl(asio::io_context& ioContext, Store& s, LinkManager& l, ContactDirectory& c,
+         const ChatOptions& o)
+        : io(ioContext), store(s), links(l), contacts(c), options(o), outbox(outboxOptions(o)),
+          timer(io) {}
     asio::io_context& io;
     Store& store;
     LinkManager& links;
@@ -66,24 +68,19 @@ struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
     dht::ContactId self;
     EventSink events;
     ChatOptions options;
-    asio::steady_timer retryTimer;
+    // The delivery policy; this class performs its actions and reports how they went. The
+    // store's outbox is the truth, the core mirrors it (ids, seqs and sizes, no text).
+    ChatOutbox outbox;
+    // The one wait, at outbox.nextDeadline() (or when the outbox is to be loaded again).
+    asio::steady_timer timer;
+    std::optional<Clock::time_point> armedFor;
+    bool loaded = false; // the store's outbox is in `outbox`
+    std::optional<Clock::time_point> reloadAt;
     bool stopped = false;
 
-    struct Peer {
-        std::map<MessageId, Clock::time_point> inFlight; // sent on the current link, unacked
-        std::size_t inFlightBytes = 0;
-        std::map<MessageId, std::size_t> sizes;
-        std::set<MessageId> dhtPending; // puts in progress
-        bool connecting = false;
-        bool away = false; // said goodbye: do not wait for a connection (for a while)
-        Clock::time_point awaySince;
-        bool backlog = false; // queued messages wait behind the window (or for a link)
-    };
     std::vector<std::pair<dht::ContactId, MessageId>> storedBatch;
     bool storedFlushScheduled = false;
-    bool sendOne(const dht::ContactId& peer, Peer& p, const ChatRecord& r);
     void flushStored();
-    std::map<dht::ContactId, Peer> peers;
 
     struct Waiter {
         std::function<void(json)> done;
@@ -99,10 +96,17 @@ struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
     bool flushScheduled = false;
     std::map<std::string, std::uint64_t> counts;
 
+    static OutboxOptions outboxOptions(const ChatOptions& o) {
+        OutboxOptions out;
+        out.retry = o.retry;
+        out.window = o.window;
+        out.windowBytes = o.windowBytes;
+        out.maxDhtBytes = dht::kMaxEnvelopeChatText;
+        return out;
+    }
     void count(const std::string& name, std::uint64_t n = 1) { counts[name] += n; }
     // Runs what the network, the link or a timer feeds: a store failure is counted and
-    // logged, never thrown into the link, QUIC or the node loop. What was not done is done by
-    // the next retry (the outbox in the store is the truth; in-flight marks only follow sends).
+    // logged, never thrown into the link, QUIC or the node loop.
     template <class F> void guarded(const char* what, F&& f) {
         try {
             f();
@@ -111,16 +115,27 @@ struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
             spdlog::error("chat: {}: {}", what, e.what());
         }
     }
+    // The store's outbox into the core (at start; again after `retry` if the store failed).
+    void loadOutbox();
+    PeerView view(const dht::ContactId& peer);
+    // The core follows the link manager (a link that came up before we were told, or went).
+    void followLink(const dht::ContactId& peer);
     void pump(const dht::ContactId& peer);
-    // pump() for every contact with messages waiting (a store error is logged).
-    void pumpOutbox();
-    void sendOutbox(const dht::ContactId& peer);
+    void onTimer();
+    void armTimer();
+    // Performs the core's actions for one contact and reports back; never throws StoreError.
+    void perform(const dht::ContactId& peer, const OutboxActions& actions);
+    // The records of these outbox messages, from the first `limit` of the store's outbox (or
+    // one by one); ids that are no longer in the store's outbox are forgotten by the core.
+    std::map<MessageId, ChatRecord> records(const dht::ContactId& peer,
+                                            const std::vector<MessageId>& ids, std::size_t limit);
+    void sendMessages(const dht::ContactId& peer, const std::vector<LinkSend>& sends);
+    void connect(const dht::ContactId& peer);
+    void putToDht(const dht::ContactId& peer, const std::vector<MessageId>& ids);
     void sendReceipts(const dht::ContactId& peer);
-    void putToDht(const dht::ContactId& peer);
     void flushIncoming();
     void onAck(const dht::ContactId& peer, const std::vector<MessageId>& ids, bool read);
     void stateChanged(const dht::ContactId& peer, const MessageId& id, const std::string& state);
-    void scheduleRetry();
 };
 
 void ChatManager::Impl::stateChanged(const dht::ContactId& peer, const MessageId& id,
@@ -143,80 +158,189 @@ void ChatManager::Impl::stateChanged(const dht::ContactId& peer, const MessageId
     }
 }
 
-void ChatManager::Impl::pumpOutbox() {
+void ChatManager::Impl::loadOutbox() {
+    auto now = Clock::now();
     try {
-        for (const auto& peer : store.outboxContacts())
-            pump(peer);
+        for (const auto& peer : store.outboxContacts()) {
+            std::vector<OutboxMessage> messages;
+            for (const auto& r :
+                 store.outbox(peer, static_cast<std::size_t>(INT64_MAX))) // all of it
+                messages.push_back({r.id, r.seq, r.text.size(), r.dhtPutMs.has_value()});
+            outbox.load(peer, messages, now); // due at once: the timer pumps it
+        }
+        loaded = true;
+        reloadAt.reset();
     } catch (const StoreError& e) {
-        spdlog::error("chat: {}", e.what());
+        count("store_errors");
+        spdlog::error("chat: cannot read the outbox (tried again in {} ms): {}",
+                      options.retry.count(), e.what());
+        reloadAt = now + options.retry;
     }
+}
+
+PeerView ChatManager::Impl::view(const dht::ContactId& peer) {
+    PeerView v;
+    v.online = contacts.online(peer);
+    if (outbox.linked(peer)) {
+        v.owesReceipts = true; // sendReceipts() looks
+        return v;
+    }
+    try {
+        v.owesReceipts =
+            !store.receiptsDue(peer, false, 1).empty() || !store.receiptsDue(peer, true, 1).empty();
+    } catch (const StoreError& e) {
+        count("store_errors");
+        spdlog::error("chat: cannot read the receipts due: {}", e.what());
+    }
+    return v;
+}
+
+void ChatManager::Impl::followLink(const dht::ContactId& peer) {
+    bool up = links.connected(peer);
+    if (up == outbox.linked(peer))
+        return;
+    perform(peer,
+            up ? outbox.linkUp(peer, Clock::now()) : outbox.linkDown(peer, false, Clock::now()));
 }
 
 void ChatManager::Impl::pump(const dht::ContactId& peer) {
     if (stopped)
         return;
-    if (links.connected(peer)) {
-        sendReceipts(peer);
-        sendOutbox(peer);
-        return;
-    }
-    auto online = contacts.online(peer);
-    if (!online)
-        return; // no longer a contact: the messages wait (they could be accepted again)
-    // Connect only with something to send: messages, or receipts we owe.
-    if (store.outbox(peer, 1).empty() && store.receiptsDue(peer, false, 1).empty() &&
-        store.receiptsDue(peer, true, 1).empty())
-        return;
-    auto& p = peers[peer];
-    if (p.away && Clock::now() - p.awaySince > std::chrono::seconds(30))
-        p.away = false; // its presence decides again
-    if (!*online || p.away) {
-        count(p.away ? "dht_while_away" : "dht_while_offline");
-        putToDht(peer);
-        return;
-    }
-    if (p.connecting)
-        return;
-    p.connecting = true;
-    links.connect(peer, options.connectTimeout,
-                  [weak = weak_from_this(), peer](const ConnectResult& r) {
-                      auto s = weak.lock();
-                      if (!s || s->stopped)
-                          return;
-                      s->peers[peer].connecting = false;
-                      s->guarded("after a connect", [&] {
-                          if (r.ok) {
-                              s->pump(peer); // onLink did it too; harmless
-                          } else {
-                              s->count("connect_failed");
-                              s->putToDht(peer); // unreachable now: their inbox keeps it
-                          }
-                      });
-                  });
+    followLink(peer);
+    perform(peer, outbox.pump(peer, view(peer), Clock::now()));
 }
 
-bool ChatManager::Impl::sendOne(const dht::ContactId& peer, Peer& p, const ChatRecord& r) {
-    if (p.inFlight.size() >= options.window || p.inFlightBytes >= options.windowBytes)
-        return false;
-    if (!links.send(peer,
-                    wire::ChatMessage{r.id, r.seq, static_cast<std::uint64_t>(r.sentMs), r.text}))
-        return false;
-    p.inFlight[r.id] = Clock::now();
-    p.sizes[r.id] = r.text.size();
-    p.inFlightBytes += r.text.size();
-    count("sent");
-    if (r.state == "queued") {
-        // "stored" is recorded for everything sent in this turn of the loop at once.
-        storedBatch.emplace_back(peer, r.id);
-        if (!storedFlushScheduled) {
-            storedFlushScheduled = true;
-            asio::post(io, [weak = weak_from_this()] {
-                if (auto s = weak.lock())
-                    s->flushStored();
-            });
+void ChatManager::Impl::onTimer() {
+    if (stopped)
+        return;
+    auto now = Clock::now();
+    if (reloadAt && *reloadAt <= now)
+        loadOutbox();
+    for (const auto& peer : outbox.due(now))
+        pump(peer);
+    armTimer();
+}
+
+void ChatManager::Impl::armTimer() {
+    if (stopped)
+        return;
+    auto next = outbox.nextDeadline();
+    if (reloadAt && (!next || *reloadAt < *next))
+        next = reloadAt;
+    if (next == armedFor)
+        return;
+    armedFor = next;
+    if (!next) {
+        timer.cancel();
+        return;
+    }
+    timer.expires_at(*next);
+    timer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
+        auto s = weak.lock();
+        if (ec || !s || s->stopped)
+            return;
+        s->armedFor.reset();
+        s->onTimer();
+    });
+}
+
+void ChatManager::Impl::perform(const dht::ContactId& peer, const OutboxActions& a) {
+    if (a.sendReceipts && links.connected(peer))
+        guarded("sending receipts", [&] { sendReceipts(peer); });
+    if (!a.send.empty())
+        sendMessages(peer, a.send);
+    if (a.connect)
+        connect(peer);
+    if (a.dhtReason == DhtReason::offline)
+        count("dht_while_offline");
+    else if (a.dhtReason == DhtReason::away)
+        count("dht_while_away");
+    if (!a.putToDht.empty())
+        putToDht(peer, a.putToDht);
+    if (a.tooLongForDht > 0)
+        count("too_long_for_dht", a.tooLongForDht); // waits for a direct connection
+    armTimer();
+}
+
+std::map<MessageId, ChatRecord> ChatManager::Impl::records(const dht::ContactId& peer,
+                                                           const std::vector<MessageId>& ids,
+                                                           std::size_t limit) {
+    std::map<MessageId, ChatRecord> out;
+    // A few are read one by one; many in one read of the outbox's head.
+    if (ids.size() > 8)
+        for (auto& r : store.outbox(peer, limit))
+            out.emplace(r.id, std::move(r));
+    for (const auto& id : ids) {
+        if (out.count(id))
+            continue;
+        auto r = store.message(id);
+        if (r && r->outgoing && r->contact == peer && !finalState(r->state))
+            out.emplace(id, std::move(*r));
+        else
+            outbox.forget(peer, id); // moved on by another path
+    }
+    return out;
+}
+
+void ChatManager::Impl::sendMessages(const dht::ContactId& peer,
+                                     const std::vector<LinkSend>& sends) {
+    std::vector<MessageId> ids;
+    for (const auto& s : sends)
+        ids.push_back(s.id);
+    std::map<MessageId, ChatRecord> texts;
+    try {
+        // What the core sends is the head of its outbox: what is in flight.
+        texts = records(peer, ids, outbox.inFlight(peer));
+    } catch (const StoreError& e) {
+        // Nothing went out: the core sends them again with its next look at the contact.
+        count("store_errors");
+        spdlog::error("chat: cannot read {} messages to send: {}", sends.size(), e.what());
+        outbox.sendFailed(peer, sends, Clock::now());
+        return;
+    }
+    for (std::size_t i = 0; i < sends.size(); ++i) {
+        auto it = texts.find(sends[i].id);
+        if (it == texts.end())
+            continue; // forgotten
+        const auto& r = it->second;
+        if (!links.send(peer, wire::ChatMessage{r.id, r.seq, static_cast<std::uint64_t>(r.sentMs),
+                                                r.text})) {
+            outbox.sendFailed(peer, std::span(sends).subspan(i), Clock::now());
+            return;
+        }
+        if (sends[i].resend) {
+            count("resent");
+            continue;
+        }
+        count("sent");
+        if (r.state == "queued") {
+            // "stored" is recorded for everything sent in this turn of the loop at once.
+            storedBatch.emplace_back(peer, r.id);
+            if (!storedFlushScheduled) {
+                storedFlushScheduled = true;
+                asio::post(io, [weak = weak_from_this()] {
+                    if (auto s = weak.lock())
+                        s->flushStored();
+                });
+            }
         }
     }
-    return true;
+}
+
+void ChatManager::Impl::connect(const dht::ContactId& peer) {
+    links.connect(
+        peer, options.connectTimeout, [weak = weak_from_this(), peer](const ConnectResult& r) {
+            auto s = weak.lock();
+            if (!s || s->stopped)
+                return;
+            if (!r.ok)
+                s->count("connect_failed"); // unreachable now: their inbox keeps it
+            s->guarded("after a connect", [&] {
+                if (r.ok)
+                    s->followLink(peer); // onLink does it too; harmless
+                s->perform(peer, s->outbox.connectResult(peer, r.ok, s->view(peer), Clock::now()));
+            });
+        });
 }
 
 void ChatManager::Impl::flushStored() {
@@ -239,32 +363,6 @@ void ChatManager::Impl::flushStored() {
         stateChanged(peer, id, "stored");
 }
 
-void ChatManager::Impl::sendOutbox(const dht::ContactId& peer) {
-    auto& p = peers[peer];
-    auto now = Clock::now();
-    auto limit = options.window + p.inFlight.size();
-    auto outbox = store.outbox(peer, limit);
-    bool complete = outbox.size() < limit;
-    for (const auto& r : outbox) {
-        auto it = p.inFlight.find(r.id);
-        if (it != p.inFlight.end()) {
-            if (now - it->second < options.retry)
-                continue;
-            if (!links.send(peer, wire::ChatMessage{r.id, r.seq,
-                                                    static_cast<std::uint64_t>(r.sentMs), r.text}))
-                break;
-            it->second = now;
-            count("resent");
-            continue;
-        }
-        if (!sendOne(peer, p, r)) {
-            complete = false;
-            break;
-        }
-    }
-    p.backlog = !complete;
-}
-
 void ChatManager::Impl::sendReceipts(const dht::ContactId& peer) {
     for (bool read : {false, true}) {
         auto ids = store.receiptsDue(peer, read, wire::kMaxIdsPerFrame);
@@ -281,15 +379,22 @@ void ChatManager::Impl::sendReceipts(const dht::ContactId& peer) {
     }
 }
 
-void ChatManager::Impl::putToDht(const dht::ContactId& peer) {
-    auto& p = peers[peer];
-    for (const auto& r : store.outbox(peer, 256)) {
-        if (r.dhtPutMs || p.dhtPending.count(r.id))
-            continue;
-        if (r.text.size() > dht::kMaxEnvelopeChatText) {
-            count("too_long_for_dht"); // waits for a direct connection
-            continue;
-        }
+void ChatManager::Impl::putToDht(const dht::ContactId& peer, const std::vector<MessageId>& ids) {
+    std::map<MessageId, ChatRecord> texts;
+    try {
+        texts = records(peer, ids, outboxOptions(options).dhtBatch);
+    } catch (const StoreError& e) {
+        count("store_errors");
+        spdlog::error("chat: cannot read {} messages for the DHT inbox: {}", ids.size(), e.what());
+        for (const auto& id : ids)
+            outbox.dhtResult(peer, id, false); // put again with a later look
+        return;
+    }
+    for (const auto& id : ids) {
+        auto it = texts.find(id);
+        if (it == texts.end())
+            continue; // forgotten
+        const auto& r = it->second;
         dht::Envelope e;
         e.kind = dht::EnvelopeKind::chatMessage;
         e.id = r.id;
@@ -298,15 +403,14 @@ void ChatManager::Impl::putToDht(const dht::ContactId& peer) {
         e.to = peer;
         e.seq = r.seq;
         e.text = r.text;
-        p.dhtPending.insert(r.id);
         count("dht_puts");
-        contacts.sendNow(e, [weak = weak_from_this(), peer, id = r.id](bool ok) {
+        contacts.sendNow(e, [weak = weak_from_this(), peer, id](bool ok) {
             auto s = weak.lock();
             if (!s)
                 return;
-            s->peers[peer].dhtPending.erase(id);
             if (!ok) {
-                s->count("dht_puts_failed"); // retried with the outbox
+                s->count("dht_puts_failed"); // put again with a later look
+                s->outbox.dhtResult(peer, id, false);
                 return;
             }
             auto ms = dht::unixMs();
@@ -315,8 +419,13 @@ void ChatManager::Impl::putToDht(const dht::ContactId& peer) {
                 if (s->store.advanceState(id, "stored", ms))
                     s->stateChanged(peer, id, "stored");
             } catch (const StoreError& err) {
-                spdlog::error("chat: {}", err.what());
+                // Not recorded: as if it had failed, so that the store and the core agree.
+                s->count("store_errors");
+                spdlog::error("chat: cannot record a DHT put: {}", err.what());
+                s->outbox.dhtResult(peer, id, false);
+                return;
             }
+            s->outbox.dhtResult(peer, id, true);
         });
     }
 }
@@ -371,7 +480,6 @@ void ChatManager::Impl::flushIncoming() {
 
 void ChatManager::Impl::onAck(const dht::ContactId& peer, const std::vector<MessageId>& ids,
                               bool read) {
-    auto& p = peers[peer];
     auto ms = dht::unixMs();
     std::vector<MessageId> changed;
     try {
@@ -387,32 +495,18 @@ void ChatManager::Impl::onAck(const dht::ContactId& peer, const std::vector<Mess
             }
         });
     } catch (const StoreError& e) {
+        // Not recorded, so still in the outbox and in flight: resent after `retry`, and the
+        // receiver acknowledges again.
         count("store_errors");
         spdlog::error("chat: cannot record receipts: {}", e.what());
         return;
     }
-    for (const auto& id : ids)
-        if (auto it = p.inFlight.find(id); it != p.inFlight.end()) {
-            p.inFlightBytes -= p.sizes[id];
-            p.sizes.erase(id);
-            p.inFlight.erase(it);
-        }
+    // Ids that are not in this contact's outbox are ignored by the core.
+    auto actions = outbox.acked(peer, ids, read, Clock::now());
     for (const auto& id : changed)
         stateChanged(peer, id, read ? "read" : "delivered");
     count(read ? "read_receipts" : "acks", changed.size());
-    if (!read && p.backlog && links.connected(peer))
-        sendOutbox(peer); // the window moved
-}
-
-void ChatManager::Impl::scheduleRetry() {
-    retryTimer.expires_after(options.retry);
-    retryTimer.async_wait([weak = weak_from_this()](const std::error_code& ec) {
-        auto s = weak.lock();
-        if (ec || !s || s->stopped)
-            return;
-        s->pumpOutbox();
-        s->scheduleRetry();
-    });
+    perform(peer, actions); // the window moved
 }
 
 // --- public -----------------------------------------------------------------------------------
@@ -420,10 +514,9 @@ void ChatManager::Impl::scheduleRetry() {
 ChatManager::ChatManager(asio::io_context& io, Store& store, LinkManager& links,
                          ContactDirectory& contacts, const dht::ContactId& self, EventSink events,
                          ChatOptions options)
-    : impl_(std::make_shared<Impl>(io, store, links, contacts)) {
+    : impl_(std::make_shared<Impl>(io, store, links, contacts, options)) {
     impl_->self = self;
     impl_->events = std::move(events);
-    impl_->options = options;
 }
 
 ChatManager::~ChatManager() {
@@ -437,12 +530,14 @@ void ChatManager::start() {
         [this](const dht::ContactId& peer, const LinkManager::LinkChange& change) {
             onLink(peer, change.up, change.goodbye);
         });
-    impl_->scheduleRetry();
     // Resume the outbox left by the last run.
     asio::post(impl_->io, [weak = std::weak_ptr<Impl>(impl_)] {
         auto s = weak.lock();
-        if (s && !s->stopped)
-            s->pumpOutbox();
+        if (!s || s->stopped)
+            return;
+        if (!s->loaded)
+            s->loadOutbox();
+        s->onTimer(); // pumps what was loaded
     });
 }
 
@@ -450,14 +545,13 @@ void ChatManager::stop() {
     auto& s = *impl_;
     if (s.stopped)
         return;
-    try {
-        for (const auto& peer : s.store.outboxContacts())
-            s.putToDht(peer);
-    } catch (const StoreError& e) {
-        spdlog::error("chat: {}", e.what());
-    }
+    if (!s.loaded)
+        s.loadOutbox();
+    // What is unacknowledged goes into the DHT inboxes, so it arrives even if we stay away.
+    for (const auto& [peer, actions] : s.outbox.flushToDht())
+        s.perform(peer, actions);
     s.stopped = true;
-    s.retryTimer.cancel();
+    s.timer.cancel();
     s.links.setMessageHandler(nullptr);
     s.links.setLinkHandler(nullptr);
     auto waiters = std::move(s.waiters);
@@ -489,18 +583,18 @@ json ChatManager::send(const dht::ContactId& to, const std::string& text) {
     auto j = recordJson(record);
     j["type"] = "chat.message";
     s.events(j);
-    auto& p = s.peers[to];
-    // The common case, a link and nothing waiting: straight onto the link (the state becomes
-    // "stored" with this turn's batch). Otherwise the outbox decides.
-    if (s.links.connected(to)) {
-        if (!p.backlog && s.sendOne(to, p, record))
-            return {{"id", dht::toHex(id)}, {"seq", record.seq}, {"state", "stored"}};
-        // The window is full: the next acknowledgement moves it and sends this one.
-        p.backlog = true;
+    if (s.stopped)
         return {{"id", dht::toHex(id)}, {"seq", record.seq}, {"state", record.state}};
-    }
-    p.backlog = true;
-    s.pump(to);
+    // The common case, a link and room in the window: straight onto the link (the state
+    // becomes "stored" with this turn's batch). Otherwise the outbox waits, connects or puts it
+    // into their DHT inbox.
+    s.followLink(to);
+    s.perform(to,
+              s.outbox.queued(to, {id, record.seq, text.size(), false}, s.view(to), Clock::now()));
+    if (s.outbox.isInFlight(to, id))
+        return {{"id", dht::toHex(id)}, {"seq", record.seq}, {"state", "stored"}};
+    if (s.outbox.linked(to)) // the window is full: the next acknowledgement moves it
+        return {{"id", dht::toHex(id)}, {"seq", record.seq}, {"state", record.state}};
     auto current = s.store.message(id);
     return {{"id", dht::toHex(id)},
             {"seq", record.seq},
@@ -588,24 +682,10 @@ void ChatManager::onLink(const dht::ContactId& peer, bool up, bool goodbye) {
         auto& s = *impl_;
         if (s.stopped)
             return;
-        auto& p = s.peers[peer];
-        p.inFlight.clear();
-        p.sizes.clear();
-        p.inFlightBytes = 0;
-        if (!up) {
-            // A contact that said goodbye is going offline: what it has not acknowledged goes
-            // into its DHT inbox now, and so does what we send until it is back.
-            p.away = goodbye;
-            if (p.away) {
-                p.awaySince = Clock::now();
-                s.putToDht(peer); // nothing to connect to: no pump()
-            }
-            return;
-        }
-        p.away = false;
-        p.connecting = false;
-        s.sendReceipts(peer);
-        s.sendOutbox(peer);
+        // A link going down puts what was in flight back into the outbox; a contact that said
+        // goodbye is going offline, so its outbox goes into its DHT inbox (see ChatOutbox).
+        s.perform(peer, up ? s.outbox.linkUp(peer, Clock::now())
+                           : s.outbox.linkDown(peer, goodbye, Clock::now()));
     });
 }
 
