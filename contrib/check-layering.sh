@@ -4,7 +4,8 @@
 #   inside node/: every source file is in a room; the features (contacts, chat, transfer,
 #   call) include no other feature; the base rooms (store, transport, link) include no
 #   feature, no api/ and not node.h; only node.{h,cpp} and api/ may include api/;
-#   ngtcp2 only in transport/quic*; OpenDHT only in dht/*.cpp and dht/detail/.
+#   ngtcp2 only in transport/quic*; OpenDHT only in dht/*.cpp and dht/detail/; nlohmann-json
+#   in node/ only in api/, the composition root and store/profile.cpp (config.json).
 # Usage: contrib/check-layering.sh [ROOT]. Prints each violation; exits 1 if there is one.
 set -uo pipefail
 root=${1:-$(dirname "$0")/..}
@@ -48,6 +49,12 @@ while IFS= read -r f; do
             case $inc in opendht* | dht/detail/*) bad "$f includes $inc (OpenDHT stays in dht/)" ;; esac
             case $inc in ngtcp2/*)
                 case $f in node/transport/quic*) ;; *) bad "$f includes $inc (ngtcp2 stays in transport/quic*)" ;; esac ;;
+            esac
+            # The control API's JSON is made in api/ (and handed out by the composition root);
+            # the rooms report typed values. profile.cpp reads the config.json file.
+            case $inc in nlohmann/*)
+                case $f in node/api/* | node/node.h | node/node.cpp | node/store/profile.cpp) ;;
+                *) bad "$f includes $inc (JSON is made in api/; rooms report typed values)" ;; esac ;;
             esac
             from=$(room_of "$f")
             case $inc in

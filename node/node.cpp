@@ -4,10 +4,11 @@
 #include "dht/hex.h"
 #include "dht/thread_owner.h"
 #include "dht/udp_endpoint.h"
+#include "node/api/chat_methods.h"
 #include "node/api/contact_methods.h"
 #include "node/api/control_server.h"
-#include "node/api/params.h"
-#include "node/api/transport_json.h"
+#include "node/api/link_methods.h"
+#include "node/api/node_methods.h"
 #include "node/chat/chat.h"
 #include "node/contacts/contacts.h"
 #include "node/link/contact_directory.h"
@@ -32,19 +33,6 @@
 #include <unistd.h>
 
 namespace parley::node {
-
-using nlohmann::json;
-
-nlohmann::json lookupToJson(const dht::LookupResult& r) {
-    json j;
-    j["id"] = r.id.toHex();
-    j["state"] = dht::toString(r.state);
-    j["name"] = r.name ? json(*r.name) : json(nullptr);
-    j["last_seen"] = r.lastSeenMs ? json(*r.lastSeenMs / 1000) : json(nullptr);
-    j["status"] = r.status ? json(dht::toString(*r.status)) : json(nullptr);
-    j["elapsed_ms"] = static_cast<double>(r.elapsed.count()) / 1000.0;
-    return j;
-}
 
 namespace {
 
@@ -95,51 +83,36 @@ struct Node::Impl {
     std::condition_variable stopCv;
     bool stopRequested = false;
 
-    void registerMethods(Node& node);
-    void registerLinkMethods();
-    void registerChatMethods();
     void startTransport();
-    void broadcast(const json& event) {
+    void broadcast(const nlohmann::json& event) {
         if (control)
             control->broadcast(event);
     }
     void watchDhtState();
-    json statusJson();
+    api::NodeStatus gatherStatus();
 };
 
-json Node::Impl::statusJson() {
-    auto st = overlay->status();
-    json dhtJson = {{"state", st.state},
-                    {"port", st.port},
-                    {"network", st.network},
-                    {"nodes", st.nodes},
-                    {"nodes_ipv6", st.nodesIPv6},
-                    {"lan_discovery", st.lanDiscovery},
-                    {"bootstrap", st.bootstrap},
-                    {"public_address",
-                     st.publicAddresses.empty() ? json(nullptr) : json(st.publicAddresses.front())},
-                    {"public_addresses", st.publicAddresses},
-                    {"public_endpoints", st.publicEndpoints}};
-    const auto& c = overlay->counters();
-    return {{"id", id.toHex()},
-            {"name", overlay->identity().name()},
-            {"version", PARLEY_VERSION},
-            {"pid", ::getpid()},
-            {"profile", options.profileDir.string()},
-            {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::steady_clock::now() - startedAt)
-                             .count()},
-            {"dht", dhtJson},
-            {"links", links ? links->status() : json::array()},
-            {"link_counters", links ? links->counters() : json::object()},
-            {"chat_counters", chat ? chat->counters() : json::object()},
-            {"portmap",
-             api::toJson(portMapper ? portMapper->status() : PortMapStatus{"disabled", {}, {}})},
-            {"records",
-             {{"accepted", c.recordsAccepted},
-              {"wrong_owner", c.recordsWrongOwner},
-              {"malformed", c.recordsMalformed},
-              {"stale", c.recordsStale}}}};
+api::NodeStatus Node::Impl::gatherStatus() {
+    api::NodeStatus s;
+    s.id = id;
+    s.name = overlay->identity().name();
+    s.version = PARLEY_VERSION;
+    s.pid = ::getpid();
+    s.profile = options.profileDir.string();
+    s.uptimeS = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                 startedAt)
+                    .count();
+    s.dht = overlay->status();
+    s.records = overlay->counters();
+    if (links) {
+        s.links = links->status();
+        s.linkCounters = links->counters();
+    }
+    if (chat)
+        s.chatCounters = chat->counters();
+    if (portMapper)
+        s.portmap = portMapper->status();
+    return s;
 }
 
 void Node::Impl::watchDhtState() {
@@ -151,146 +124,9 @@ void Node::Impl::watchDhtState() {
         if (st.state != lastDhtState) {
             spdlog::info("DHT {} ({} nodes)", st.state, st.nodes);
             lastDhtState = st.state;
-            if (control)
-                control->broadcast(
-                    {{"type", "dht.state"}, {"state", st.state}, {"nodes", st.nodes}});
+            broadcast(api::dhtStateEvent(st));
         }
         watchDhtState();
-    });
-}
-
-void Node::Impl::registerMethods(Node& node) {
-    control->on("status",
-                [this](const json&, const ControlServer::Reply& reply) { reply.ok(statusJson()); });
-    control->on("lookup", [this](const json& params, const ControlServer::Reply& reply) {
-        auto idText = params.value("id", std::string());
-        auto target = dht::ContactId::parse(idText);
-        if (!target) {
-            reply.error(rpc::kInvalidParams,
-                        "not a contact id: expected 64 hexadecimal characters, got '" +
-                            idText.substr(0, 80) + "'");
-            return;
-        }
-        double timeoutS = params.value("timeout", 10.0);
-        if (!(timeoutS > 0 && timeoutS <= 300)) {
-            reply.error(rpc::kInvalidParams, "timeout must be between 0 and 300 seconds");
-            return;
-        }
-        overlay->lookup(*target, std::chrono::milliseconds(static_cast<long>(timeoutS * 1000)),
-                        [reply](const dht::LookupResult& r) { reply.ok(lookupToJson(r)); });
-    });
-    control->on("subscribe", [this](const json&, const ControlServer::Reply& reply) {
-        reply.subscribe();
-        reply.ok({{"subscribed", true}, {"dht_state", overlay->status().state}});
-    });
-    control->on("bootstrap", [this](const json& params, const ControlServer::Reply& reply) {
-        auto address = params.at("address").get<std::string>();
-        if (!dht::splitHostPort(address)) {
-            reply.error(rpc::kInvalidParams, "expected HOST:PORT, got '" + address + "'");
-            return;
-        }
-        overlay->bootstrap(address);
-        reply.ok({{"bootstrapping", address}});
-    });
-    control->on("shutdown", [this, &node](const json&, const ControlServer::Reply& reply) {
-        reply.ok({{"stopping", true}});
-        if (control)
-            control->broadcast({{"type", "node.stopping"}});
-        node.requestStop();
-    });
-}
-
-void Node::Impl::registerLinkMethods() {
-    control->on("ping", [this](const json& params, const ControlServer::Reply& reply) {
-        auto target = api::contactIdParam(params, reply);
-        if (!target)
-            return;
-        auto count = api::intParam(params, "count", 4, 0, 1000);
-        double interval = params.value("interval", 0.2), timeout = params.value("timeout", 15.0);
-        if (!count || !(interval >= 0 && interval <= 60) || !(timeout > 0 && timeout <= 300)) {
-            reply.error(rpc::kInvalidParams, "count must be 0-1000, interval 0-60 s and "
-                                             "timeout 0-300 s");
-            return;
-        }
-        links->ping(*target, static_cast<int>(*count),
-                    std::chrono::milliseconds(static_cast<long>(interval * 1000)),
-                    std::chrono::milliseconds(static_cast<long>(timeout * 1000)),
-                    [reply](json result) { reply.ok(result); });
-    });
-    control->on("links", [this](const json&, const ControlServer::Reply& reply) {
-        reply.ok({{"links", links->status()}, {"counters", links->counters()}});
-    });
-}
-
-namespace {
-
-std::optional<std::array<std::uint8_t, 16>> messageIdParam(const json& params,
-                                                           const ControlServer::Reply& reply) {
-    auto text = params.value("message", std::string());
-    std::array<std::uint8_t, 16> id{};
-    if (!dht::parseHex(text, id)) {
-        reply.error(rpc::kInvalidParams, "not a message id: expected 32 hexadecimal characters");
-        return std::nullopt;
-    }
-    return id;
-}
-
-template <class F> void chatCommand(const ControlServer::Reply& reply, F&& f) {
-    try {
-        reply.ok(f());
-    } catch (const ChatError& e) {
-        reply.error(rpc::kFailed, e.what());
-    } catch (const StoreError& e) {
-        reply.error(rpc::kFailed, e.what());
-    }
-}
-
-} // namespace
-
-void Node::Impl::registerChatMethods() {
-    control->on("chat.send", [this](const json& params, const ControlServer::Reply& reply) {
-        auto target = api::contactIdParam(params, reply);
-        if (!target)
-            return;
-        if (!params.contains("text") || !params["text"].is_string()) {
-            reply.error(rpc::kInvalidParams, "text must be a string");
-            return;
-        }
-        chatCommand(reply, [&] { return chat->send(*target, params["text"].get<std::string>()); });
-    });
-    control->on("chat.wait", [this](const json& params, const ControlServer::Reply& reply) {
-        auto message = messageIdParam(params, reply);
-        if (!message)
-            return;
-        double timeout = params.value("timeout", 30.0);
-        if (!(timeout >= 0 && timeout <= 3600)) {
-            reply.error(rpc::kInvalidParams, "timeout must be between 0 and 3600 seconds");
-            return;
-        }
-        try {
-            chat->wait(*message, std::chrono::milliseconds(static_cast<long>(timeout * 1000)),
-                       [reply](json result) { reply.ok(result); });
-        } catch (const StoreError& e) {
-            reply.error(rpc::kFailed, e.what());
-        }
-    });
-    control->on("chat.history", [this](const json& params, const ControlServer::Reply& reply) {
-        auto target = api::contactIdParam(params, reply);
-        if (!target)
-            return;
-        auto limit = api::intParam(params, "limit", 50, 1, 100000);
-        if (!limit) {
-            reply.error(rpc::kInvalidParams, "limit must be between 1 and 100000");
-            return;
-        }
-        chatCommand(reply,
-                    [&] { return chat->history(*target, static_cast<std::size_t>(*limit)); });
-    });
-    control->on("chat.read", [this](const json& params, const ControlServer::Reply& reply) {
-        auto target = api::contactIdParam(params, reply);
-        if (!target)
-            return;
-        chatCommand(reply, [&] { return chat->markRead(*target); });
     });
 }
 
@@ -335,8 +171,8 @@ void Node::Impl::startTransport() {
         inbox->push(run, segmentSize, from);
     });
     links = std::make_unique<LinkManager>(
-        io, *transport, *directory, *overlay, id, [this](const json& event) { broadcast(event); },
-        options.links);
+        io, *transport, *directory, *overlay, id,
+        [this](const LinkEvent& event) { broadcast(api::toJson(event)); }, options.links);
     // Only a node on every address asks its router (never one bound to loopback or to one
     // address: the mapping would point at the address that reaches the gateway).
     if (options.portMapping && !endpoint.boundToLoopback() && endpoint.bound4().isUnspecified()) {
@@ -347,8 +183,8 @@ void Node::Impl::startTransport() {
         });
     }
     chat = std::make_unique<ChatManager>(
-        io, *store, *links, *directory, id, [this](const json& event) { broadcast(event); },
-        options.chat);
+        io, *store, *links, *directory, id,
+        [this](const ChatEvent& event) { broadcast(api::toJson(event)); }, options.chat);
 }
 
 Node::Node(NodeOptions options, dht::Identity identity) : impl_(std::make_unique<Impl>()) {
@@ -392,10 +228,11 @@ void Node::start() {
     s.contacts->setChatHandler([&s](const dht::Envelope& e) { s.chat->onEnvelope(e); });
     if (s.options.controlSocket) {
         s.control = std::make_unique<ControlServer>(s.io, s.options.profileDir / "control.sock");
-        s.registerMethods(*this);
+        api::registerNodeMethods(
+            *s.control, *s.overlay, [&s] { return s.gatherStatus(); }, [this] { requestStop(); });
         api::registerContactMethods(*s.control, *s.contacts);
-        s.registerLinkMethods();
-        s.registerChatMethods();
+        api::registerLinkMethods(*s.control, *s.links);
+        api::registerChatMethods(*s.control, *s.chat);
         try {
             s.control->start();
         } catch (...) {
@@ -509,7 +346,7 @@ dht::LookupResult Node::lookup(const dht::ContactId& id, std::chrono::millisecon
 }
 
 nlohmann::json Node::status() {
-    return call([this] { return impl_->statusJson(); });
+    return call([this] { return api::toJson(impl_->gatherStatus()); });
 }
 
 void Node::bootstrap(const std::string& hostPort) {
@@ -536,13 +373,13 @@ ChatManager& Node::chat() {
     return *impl_->chat;
 }
 
-nlohmann::json Node::ping(const dht::ContactId& id, int count, std::chrono::milliseconds interval,
-                          std::chrono::milliseconds timeout) {
-    auto promise = std::make_shared<std::promise<json>>();
+PingResult Node::ping(const dht::ContactId& id, int count, std::chrono::milliseconds interval,
+                      std::chrono::milliseconds timeout) {
+    auto promise = std::make_shared<std::promise<PingResult>>();
     auto future = promise->get_future();
     post([this, id, count, interval, timeout, promise] {
         impl_->links->ping(id, count, interval, timeout,
-                           [promise](json result) { promise->set_value(std::move(result)); });
+                           [promise](const PingResult& result) { promise->set_value(result); });
     });
     return future.get();
 }

@@ -39,8 +39,6 @@ struct NodeOptions {
     bool portMapping = true;
 };
 
-nlohmann::json lookupToJson(const dht::LookupResult& result);
-
 class Node {
 public:
     Node(NodeOptions options, dht::Identity identity);
@@ -65,7 +63,7 @@ public:
 
     // Blocking helpers for tests and the daemon's main thread.
     dht::LookupResult lookup(const dht::ContactId& id, std::chrono::milliseconds timeout);
-    nlohmann::json status();
+    nlohmann::json status(); // what `parley status --json` shows
     void bootstrap(const std::string& hostPort);
 
     // Runs `f` on the node's thread and returns its result.
@@ -82,8 +80,8 @@ public:
     LinkManager& links();
     ChatManager& chat();
     // Blocking: sets up (or reuses) the direct link and pings over it (`parley ping`).
-    nlohmann::json ping(const dht::ContactId& id, int count, std::chrono::milliseconds interval,
-                        std::chrono::milliseconds timeout);
+    PingResult ping(const dht::ContactId& id, int count, std::chrono::milliseconds interval,
+                    std::chrono::milliseconds timeout);
 
 private:
     void post(std::function<void()> f);

@@ -1,5 +1,6 @@
 #include "node/api/contact_methods.h"
 
+#include "node/api/params.h"
 #include "node/store/store.h"
 
 namespace parley::node::api {
@@ -53,15 +54,6 @@ template <class F> void guarded(const ControlServer::Reply& reply, F&& f) {
 
 } // namespace
 
-std::optional<dht::ContactId> contactIdParam(const json& params,
-                                             const ControlServer::Reply& reply) {
-    auto text = params.value("id", std::string());
-    auto id = dht::ContactId::parse(text);
-    if (!id)
-        reply.error(rpc::kInvalidParams, "not a contact id: expected 64 hexadecimal characters");
-    return id;
-}
-
 json toJson(const ContactEvent& e) {
     json j = {{"type", eventType(e.kind)}, {"id", e.id.toHex()}};
     switch (e.kind) {
@@ -102,13 +94,6 @@ json requestsJson(const std::vector<ContactRecord>& requests) {
                        {"message", c.message},
                        {"received", c.createdMs / 1000}});
     return out;
-}
-
-json toJson(const std::map<std::string, std::uint64_t>& counters) {
-    json j = json::object();
-    for (const auto& [name, n] : counters)
-        j[name] = n;
-    return j;
 }
 
 void registerContactMethods(ControlServer& control, ContactManager& contacts) {

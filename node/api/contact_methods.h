@@ -3,6 +3,7 @@
 #pragma once
 
 #include "node/api/control_server.h"
+#include "node/api/params.h"
 #include "node/contacts/contacts.h"
 
 #include <cstdint>
@@ -18,11 +19,6 @@ nlohmann::json toJson(const ContactEvent& event); // {"type": "contact.<kind>", 
 nlohmann::json toJson(const AddResult& result);
 nlohmann::json toJson(const std::vector<ContactSummary>& contacts);
 nlohmann::json requestsJson(const std::vector<ContactRecord>& requests);
-nlohmann::json toJson(const std::map<std::string, std::uint64_t>& counters);
-
-// The "id" parameter as a ContactId; on anything else answers invalid params, nullopt.
-std::optional<dht::ContactId> contactIdParam(const nlohmann::json& params,
-                                             const ControlServer::Reply& reply);
 
 // contact.add, contact.requests, contacts, contact.{accept,decline,block,unblock,remove}.
 void registerContactMethods(ControlServer& control, ContactManager& contacts);

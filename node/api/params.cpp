@@ -33,4 +33,37 @@ std::optional<std::int64_t> intParam(const nlohmann::json& params, const char* n
     return n;
 }
 
+std::optional<dht::ContactId> contactIdParam(const nlohmann::json& params,
+                                             const ControlServer::Reply& reply) {
+    std::string text;
+    if (params.is_object() && params.contains("id") && params["id"].is_string())
+        text = params["id"].get<std::string>();
+    auto id = dht::ContactId::parse(text);
+    if (!id)
+        reply.error(rpc::kInvalidParams, "not a contact id: expected 64 hexadecimal characters");
+    return id;
+}
+
+std::optional<std::chrono::milliseconds> secondsParam(const nlohmann::json& params,
+                                                      const char* name, double fallback, double lo,
+                                                      double hi) {
+    double s = fallback;
+    if (params.is_object() && params.contains(name)) {
+        const auto& v = params[name];
+        if (!v.is_number())
+            return std::nullopt;
+        s = v.get<double>();
+    }
+    if (!(s >= lo && s <= hi)) // also false for NaN
+        return std::nullopt;
+    return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(s * 1000)));
+}
+
+nlohmann::json toJson(const std::map<std::string, std::uint64_t>& counters) {
+    auto j = nlohmann::json::object();
+    for (const auto& [name, n] : counters)
+        j[name] = n;
+    return j;
+}
+
 } // namespace parley::node::api

@@ -1,10 +1,17 @@
-// Reading the control API's parameters without undefined behaviour: JSON numbers can be
-// anything (1e300, 2^40, 0.5), and converting them straight to an int is UB or wraps.
+// What every method table of the control API uses: reading parameters without undefined
+// behaviour (JSON numbers can be anything: 1e300, 2^40, 0.5, and converting them straight to
+// an int is UB or wraps), and the JSON of a room's counters.
 #pragma once
 
+#include "dht/contact_id.h"
+#include "node/api/control_server.h"
+
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 
 namespace parley::node::api {
 
@@ -12,5 +19,15 @@ namespace parley::node::api {
 // [lo, hi]; nullopt otherwise (a fraction, out of range, not a number).
 std::optional<std::int64_t> intParam(const nlohmann::json& params, const char* name,
                                      std::int64_t fallback, std::int64_t lo, std::int64_t hi);
+
+// The "id" parameter as a ContactId; on anything else answers invalid params, nullopt.
+std::optional<dht::ContactId> contactIdParam(const nlohmann::json& params,
+                                             const ControlServer::Reply& reply);
+
+// The "seconds" parameter `name` (`fallback` when absent) if it is a number in [lo, hi].
+std::optional<std::chrono::milliseconds>
+secondsParam(const nlohmann::json& params, const char* name, double fallback, double lo, double hi);
+
+nlohmann::json toJson(const std::map<std::string, std::uint64_t>& counters);
 
 } // namespace parley::node::api

@@ -18,19 +18,15 @@
 
 namespace parley::node {
 
-using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-json recordJson(const ChatRecord& r) {
-    return {{"id", dht::toHex(r.id)},
-            {"contact", r.contact.toHex()},
-            {"direction", r.outgoing ? "out" : "in"},
-            {"seq", r.seq},
-            {"ts", r.sentMs},
-            {"text", r.text},
-            {"state", r.state}};
+ChatEvent messageEvent(const ChatRecord& r) {
+    ChatEvent e;
+    e.kind = ChatEvent::Kind::message;
+    e.record = r;
+    return e;
 }
 
 bool finalState(const std::string& state) {
@@ -83,7 +79,7 @@ struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
     void flushStored();
 
     struct Waiter {
-        std::function<void(json)> done;
+        std::function<void(const WaitResult&)> done;
         std::shared_ptr<asio::steady_timer> timer;
     };
     std::multimap<MessageId, std::shared_ptr<Waiter>> waiters;
@@ -140,10 +136,12 @@ struct ChatManager::Impl : std::enable_shared_from_this<ChatManager::Impl> {
 
 void ChatManager::Impl::stateChanged(const dht::ContactId& peer, const MessageId& id,
                                      const std::string& state) {
-    events({{"type", "chat.state"},
-            {"contact", peer.toHex()},
-            {"id", dht::toHex(id)},
-            {"state", state}});
+    ChatEvent e;
+    e.kind = ChatEvent::Kind::state;
+    e.contact = peer;
+    e.id = id;
+    e.state = state;
+    events(e);
     if (!finalState(state))
         return;
     auto [begin, end] = waiters.equal_range(id);
@@ -154,7 +152,7 @@ void ChatManager::Impl::stateChanged(const dht::ContactId& peer, const MessageId
     for (auto& w : done) {
         w->timer->cancel();
         if (auto f = std::move(w->done))
-            f({{"id", dht::toHex(id)}, {"state", state}, {"delivered", true}});
+            f({.id = id, .delivered = true, .state = state, .error = {}});
     }
 }
 
@@ -465,11 +463,8 @@ void ChatManager::Impl::flushIncoming() {
     }
     count("received", fresh.size());
     count("duplicates", batch.size() - fresh.size());
-    for (const auto& r : fresh) {
-        auto j = recordJson(r);
-        j["type"] = "chat.message";
-        events(j);
-    }
+    for (const auto& r : fresh)
+        events(messageEvent(r));
     for (auto& [peer, ids] : acks)
         for (std::size_t i = 0; i < ids.size(); i += wire::kMaxIdsPerFrame) {
             auto end = std::min(ids.size(), i + wire::kMaxIdsPerFrame);
@@ -558,33 +553,40 @@ void ChatManager::stop() {
     for (auto& [id, w] : waiters) {
         w->timer->cancel();
         if (auto f = std::move(w->done))
-            f({{"id", dht::toHex(id)}, {"delivered", false}, {"error", "the node is stopping"}});
+            f({.id = id, .delivered = false, .state = {}, .error = "the node is stopping"});
     }
 }
 
-json ChatManager::send(const dht::ContactId& to, const std::string& text) {
+SendResult ChatManager::send(const dht::ContactId& to, const std::string& text) {
     auto& s = *impl_;
+    auto refused = [](std::string why) {
+        SendResult r;
+        r.error = std::move(why);
+        return r;
+    };
     if (to == s.self)
-        throw ChatError("that is your own contact id");
+        return refused("that is your own contact id");
     if (!s.contacts.isAccepted(to))
-        throw ChatError(to.shortHex() + " is not an accepted contact: add them first "
-                                        "('parley contact add')");
+        return refused(to.shortHex() + " is not an accepted contact: add them first "
+                                       "('parley contact add')");
     if (text.empty())
-        throw ChatError("the message is empty");
+        return refused("the message is empty");
     if (text.size() > wire::kMaxChatTextSize)
-        throw ChatError("the message is " + std::to_string(text.size()) + " bytes; the limit is " +
-                        std::to_string(wire::kMaxChatTextSize));
+        return refused("the message is " + std::to_string(text.size()) + " bytes; the limit is " +
+                       std::to_string(wire::kMaxChatTextSize));
     if (!dht::isValidUtf8(text))
-        throw ChatError("the message is not valid UTF-8 text");
+        return refused("the message is not valid UTF-8 text");
     MessageId id{};
     if (gnutls_rnd(GNUTLS_RND_NONCE, id.data(), id.size()) != 0)
-        throw ChatError("the random generator failed");
+        return refused("the random generator failed");
     auto record = s.store.addOutgoing(to, id, text, dht::unixMs());
-    auto j = recordJson(record);
-    j["type"] = "chat.message";
-    s.events(j);
+    s.events(messageEvent(record));
+    SendResult out;
+    out.id = id;
+    out.seq = record.seq;
+    out.state = record.state;
     if (s.stopped)
-        return {{"id", dht::toHex(id)}, {"seq", record.seq}, {"state", record.state}};
+        return out;
     // The common case, a link and room in the window: straight onto the link (the state
     // becomes "stored" with this turn's batch). Otherwise the outbox waits, connects or puts it
     // into their DHT inbox.
@@ -592,27 +594,26 @@ json ChatManager::send(const dht::ContactId& to, const std::string& text) {
     s.perform(to,
               s.outbox.queued(to, {id, record.seq, text.size(), false}, s.view(to), Clock::now()));
     if (s.outbox.isInFlight(to, id))
-        return {{"id", dht::toHex(id)}, {"seq", record.seq}, {"state", "stored"}};
-    if (s.outbox.linked(to)) // the window is full: the next acknowledgement moves it
-        return {{"id", dht::toHex(id)}, {"seq", record.seq}, {"state", record.state}};
-    auto current = s.store.message(id);
-    return {{"id", dht::toHex(id)},
-            {"seq", record.seq},
-            {"state", current ? current->state : record.state}};
+        out.state = "stored";
+    else if (!s.outbox.linked(to)) // (linked: the window is full, the next ack moves it)
+        if (auto current = s.store.message(id))
+            out.state = current->state;
+    return out;
 }
 
 void ChatManager::wait(const std::array<std::uint8_t, 16>& id, std::chrono::milliseconds timeout,
-                       std::function<void(json)> done) {
+                       std::function<void(const WaitResult&)> done) {
     auto& s = *impl_;
     auto r = s.store.message(id);
     if (!r || !r->outgoing) {
-        done({{"id", dht::toHex(id)},
-              {"delivered", false},
-              {"error", "no message of ours with this id"}});
+        done({.id = id,
+              .delivered = false,
+              .state = {},
+              .error = "no message of ours with this id"});
         return;
     }
     if (finalState(r->state)) {
-        done({{"id", dht::toHex(id)}, {"state", r->state}, {"delivered", true}});
+        done({.id = id, .delivered = true, .state = r->state, .error = {}});
         return;
     }
     auto w = std::make_shared<Impl::Waiter>();
@@ -630,24 +631,22 @@ void ChatManager::wait(const std::array<std::uint8_t, 16>& id, std::chrono::mill
             }
         auto current = st->store.message(id);
         if (auto f = std::move(w->done))
-            f({{"id", dht::toHex(id)},
-               {"state", current ? current->state : "unknown"},
-               {"delivered", false}});
+            f({.id = id,
+               .delivered = false,
+               .state = current ? current->state : "unknown",
+               .error = {}});
     });
 }
 
-json ChatManager::history(const dht::ContactId& with, std::size_t limit) const {
-    json out = json::array();
-    for (const auto& r : impl_->store.history(with, limit))
-        out.push_back(recordJson(r));
-    return out;
+std::vector<ChatRecord> ChatManager::history(const dht::ContactId& with, std::size_t limit) const {
+    return impl_->store.history(with, limit);
 }
 
-json ChatManager::markRead(const dht::ContactId& with) {
+std::size_t ChatManager::markRead(const dht::ContactId& with) {
     auto n = impl_->store.markRead(with, dht::unixMs());
     if (n > 0 && impl_->links.connected(with))
         impl_->sendReceipts(with);
-    return {{"contact", with.toHex()}, {"marked_read", n}};
+    return n;
 }
 
 void ChatManager::onFrame(const dht::ContactId& peer, const wire::Message& message) {
@@ -715,9 +714,7 @@ void ChatManager::onEnvelope(const dht::Envelope& e) {
             return;
         }
         s.count("dht_received");
-        auto j = recordJson(r);
-        j["type"] = "chat.message";
-        s.events(j);
+        s.events(messageEvent(r));
         if (s.links.connected(e.from))
             s.sendReceipts(e.from);
         else
@@ -725,11 +722,8 @@ void ChatManager::onEnvelope(const dht::Envelope& e) {
     });
 }
 
-json ChatManager::counters() const {
-    json out = json::object();
-    for (const auto& [k, v] : impl_->counts)
-        out[k] = v;
-    return out;
+std::map<std::string, std::uint64_t> ChatManager::counters() const {
+    return impl_->counts;
 }
 
 } // namespace parley::node

@@ -14,13 +14,16 @@
 #include "dht/contact_id.h"
 #include "dht/envelope.h"
 #include "node/link/frame.h"
+#include "node/store/store.h"
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
-#include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace asio {
 class io_context;
@@ -32,9 +35,36 @@ class ContactDirectory;
 class LinkManager;
 class Store;
 
-// A command that cannot be carried out, with a sentence for the person who asked.
-struct ChatError : std::runtime_error {
-    using std::runtime_error::runtime_error;
+// What the chat room reports; api/chat_methods.cpp turns these into the control API's JSON.
+struct ChatEvent {
+    enum class Kind {
+        message, // stored, in either direction: `record`
+        state,   // an outgoing message moved on (stored, delivered, read): contact, id, state
+    };
+    Kind kind = Kind::message;
+    ChatRecord record;
+    dht::ContactId contact;
+    std::array<std::uint8_t, 16> id{};
+    std::string state;
+};
+
+// How `send` went: `error` is a sentence for the person who asked (not a contact, empty, too
+// long, not UTF-8), empty when the message was queued as `id` with `seq`, now in `state`.
+struct [[nodiscard]] SendResult {
+    std::string error;
+    std::array<std::uint8_t, 16> id{};
+    std::uint64_t seq = 0;
+    std::string state;
+    bool ok() const { return error.empty(); }
+};
+
+// How `wait` ended: delivered (or read), or still in `state` when the time ran out; `error`
+// when there was nothing to wait for.
+struct WaitResult {
+    std::array<std::uint8_t, 16> id{};
+    bool delivered = false;
+    std::string state; // empty with `error`
+    std::string error;
 };
 
 struct ChatOptions {
@@ -46,7 +76,7 @@ struct ChatOptions {
 
 class ChatManager {
 public:
-    using EventSink = std::function<void(const nlohmann::json& event)>;
+    using EventSink = std::function<void(const ChatEvent& event)>;
 
     ChatManager(asio::io_context& io, Store& store, LinkManager& links, ContactDirectory& contacts,
                 const dht::ContactId& self, EventSink events, ChatOptions options = {});
@@ -60,22 +90,24 @@ public:
     // so that it arrives even if this node stays offline; then stops.
     void stop();
 
-    // Queues a message; throws ChatError (not a contact, empty, too long, not UTF-8) or
-    // StoreError. Returns {id, seq, state}.
-    nlohmann::json send(const dht::ContactId& to, const std::string& text);
-    // Answers once the message is delivered (or read), or with its state after `timeout`.
+    // Queues a message (a refusal comes back as SendResult::error); throws StoreError.
+    SendResult send(const dht::ContactId& to, const std::string& text);
+    // Answers once the message is delivered (or read), or with its state after `timeout`;
+    // throws StoreError.
     void wait(const std::array<std::uint8_t, 16>& id, std::chrono::milliseconds timeout,
-              std::function<void(nlohmann::json)> done);
-    nlohmann::json history(const dht::ContactId& with, std::size_t limit) const;
-    // Marks the conversation's incoming messages read and sends read receipts.
-    nlohmann::json markRead(const dht::ContactId& with);
+              std::function<void(const WaitResult&)> done);
+    // The newest `limit` messages with `with`, oldest first; throws StoreError.
+    std::vector<ChatRecord> history(const dht::ContactId& with, std::size_t limit) const;
+    // Marks the conversation's incoming messages read and sends read receipts; returns how
+    // many it marked. Throws StoreError.
+    std::size_t markRead(const dht::ContactId& with);
 
     // From the link manager and the contact manager.
     void onFrame(const dht::ContactId& peer, const wire::Message& message);
     void onLink(const dht::ContactId& peer, bool up, bool goodbye);
     void onEnvelope(const dht::Envelope& envelope);
 
-    nlohmann::json counters() const;
+    std::map<std::string, std::uint64_t> counters() const;
 
 private:
     struct Impl;

@@ -7,7 +7,6 @@
 
 namespace parley::node {
 
-using nlohmann::json;
 using Clock = link::SteadyClock;
 using link::Link;
 
@@ -137,33 +136,31 @@ void LinkManager::Impl::sendProbe(const std::shared_ptr<Link>& link,
 // --- public -----------------------------------------------------------------------------------
 
 void LinkManager::ping(const dht::ContactId& peer, int count, std::chrono::milliseconds interval,
-                       std::chrono::milliseconds timeout, std::function<void(json)> done) {
+                       std::chrono::milliseconds timeout,
+                       std::function<void(const PingResult&)> done) {
     auto weak = std::weak_ptr<Impl>(impl_);
     auto started = Clock::now();
     connect(peer, timeout, [weak, peer, count, interval, done, started](const ConnectResult& r) {
         auto s = weak.lock();
-        json out = {{"contact", peer.toHex()}, {"connected", r.ok}, {"reused", r.reused}};
+        auto state = std::make_shared<PingResult>();
+        state->peer = peer;
+        state->connected = r.ok;
+        state->reused = r.reused;
         if (!r.ok || !s) {
-            out["error"] = r.ok ? "the node is stopping" : r.error;
-            out["elapsed_ms"] = msSince(started);
-            done(out);
+            state->error = r.ok ? "the node is stopping" : r.error;
+            state->elapsedMs = msSince(started);
+            done(*state);
             return;
         }
-        out["setup_ms"] = r.reused ? 0.0 : r.setupMs;
-        out["remote"] = r.remote;
-        out["role"] = r.role;
-        out["rtt_ms"] = json::array();
-        auto state = std::make_shared<json>(std::move(out));
+        state->setupMs = r.reused ? 0.0 : r.setupMs;
+        state->remote = r.remote;
+        state->role = r.role;
         auto remaining = std::make_shared<int>(count);
         auto timer = std::make_shared<asio::steady_timer>(s->io);
         auto next = std::make_shared<std::function<void()>>();
         *next = [weak, peer, interval, done, state, remaining, timer, next]() {
             auto s2 = weak.lock();
             auto finish = [&] {
-                (*state)["lost"] = 0;
-                for (const auto& v : (*state)["rtt_ms"])
-                    if (v.is_null())
-                        (*state)["lost"] = (*state)["lost"].get<int>() + 1;
                 done(*state);
                 *next = nullptr; // break the cycle
             };
@@ -173,7 +170,7 @@ void LinkManager::ping(const dht::ContactId& peer, int count, std::chrono::milli
             }
             auto link = s2->activeLink(peer);
             if (!link) {
-                (*state)["error"] = "the link closed";
+                state->error = "the link closed";
                 finish();
                 return;
             }
@@ -185,7 +182,7 @@ void LinkManager::ping(const dht::ContactId& peer, int count, std::chrono::milli
                 if (*answered)
                     return;
                 *answered = true;
-                (*state)["rtt_ms"].push_back(rtt ? json(*rtt) : json(nullptr));
+                state->rttMs.push_back(rtt);
                 auto s3 = weak.lock();
                 if (!s3 || !*next)
                     return;
@@ -198,6 +195,13 @@ void LinkManager::ping(const dht::ContactId& peer, int count, std::chrono::milli
         };
         (*next)();
     });
+}
+
+int PingResult::lost() const {
+    int n = 0;
+    for (const auto& rtt : rttMs)
+        n += rtt ? 0 : 1;
+    return n;
 }
 
 } // namespace parley::node

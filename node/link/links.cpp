@@ -12,7 +12,6 @@
 
 namespace parley::node {
 
-using nlohmann::json;
 using Clock = link::SteadyClock;
 using link::failed;
 using link::Link;
@@ -200,16 +199,17 @@ void LinkManager::Impl::linkUp(const std::shared_ptr<Link>& link) {
     auto role = link->conn->isClient() ? "client" : "server";
     spdlog::info("direct link to {} at {} ({})", link->peer.shortHex(),
                  link->conn->remote().toString(), role);
-    events({{"type", "link.up"},
-            {"id", link->peer.toHex()},
-            {"remote", link->conn->remote().toString()},
-            {"role", role}});
+    events({.up = true,
+            .peer = link->peer,
+            .remote = link->conn->remote().toString(),
+            .role = role,
+            .reason = {}});
     if (linkHandler)
         linkHandler(link->peer, {.up = true, .goodbye = false, .reason = {}});
 }
 
 void LinkManager::Impl::linkDown(const link::act::LinkDown& down) {
-    events({{"type", "link.down"}, {"id", down.peer.toHex()}, {"reason", down.reason}});
+    events({.up = false, .peer = down.peer, .remote = {}, .role = {}, .reason = down.reason});
     if (linkHandler)
         linkHandler(down.peer, {.up = false, .goodbye = down.goodbye, .reason = down.reason});
     if (down.reconnect)
@@ -351,8 +351,8 @@ void LinkManager::setLinkHandler(LinkHandler handler) {
     impl_->linkHandler = std::move(handler);
 }
 
-json LinkManager::status() const {
-    json out = json::array();
+std::vector<LinkStatus> LinkManager::status() const {
+    std::vector<LinkStatus> out;
     for (const auto& [peer, id] : impl_->core.active()) {
         auto it = impl_->links.find(id);
         if (it == impl_->links.end())
@@ -362,24 +362,21 @@ json LinkManager::status() const {
         auto seconds = [](Clock::time_point t) {
             return std::chrono::duration<double>(Clock::now() - t).count();
         };
-        out.push_back({{"id", peer.toHex()},
-                       {"remote", link.conn->remote().toString()},
-                       {"role", link.conn->isClient() ? "client" : "server"},
-                       {"rtt_ms", static_cast<double>(st.smoothedRtt.count()) / 1000.0},
-                       {"age_s", seconds(impl_->core.establishedAt(id))},
-                       {"idle_s", seconds(impl_->core.lastUsed(id))},
-                       {"agent", link.controlStream.peerHello().agent}});
+        out.push_back({.peer = peer,
+                       .remote = link.conn->remote().toString(),
+                       .role = link.conn->isClient() ? "client" : "server",
+                       .rttMs = static_cast<double>(st.smoothedRtt.count()) / 1000.0,
+                       .ageS = seconds(impl_->core.establishedAt(id)),
+                       .idleS = seconds(impl_->core.lastUsed(id)),
+                       .agent = link.controlStream.peerHello().agent});
     }
     return out;
 }
 
-json LinkManager::counters() const {
-    json out = json::object();
-    auto counts = impl_->counts;
+std::map<std::string, std::uint64_t> LinkManager::counters() const {
+    auto out = impl_->counts;
     for (const auto& [k, v] : impl_->core.counts())
-        counts[k] += v;
-    for (const auto& [k, v] : counts)
-        out[k] = v;
+        out[k] += v;
     auto t = impl_->transport.stats();
     out["quic_connections"] = t.connections;
     out["quic_handshakes_in_progress"] = t.handshakesInProgress;

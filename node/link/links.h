@@ -17,10 +17,12 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace asio {
 class io_context;
@@ -47,9 +49,43 @@ struct ConnectResult {
     std::string error;
 };
 
+// What the link room reports; api/link_methods.cpp turns these into the control API's JSON.
+struct LinkEvent {
+    bool up = false;
+    dht::ContactId peer;
+    std::string remote; // when up: "ip:port"
+    std::string role;   // when up: "client" or "server"
+    std::string reason; // when down
+};
+
+// One active link, for `parley links` and `status`.
+struct LinkStatus {
+    dht::ContactId peer;
+    std::string remote;
+    std::string role;
+    double rttMs = 0;  // smoothed
+    double ageS = 0;   // since the link was established
+    double idleS = 0;  // since something used it
+    std::string agent; // the peer's hello
+};
+
+// `parley ping`: the connection, then one round trip per probe (nullopt: lost).
+struct PingResult {
+    dht::ContactId peer;
+    bool connected = false;
+    bool reused = false;
+    std::string error;    // why it did not connect, or why the probes stopped; empty if neither
+    double elapsedMs = 0; // when not connected: how long it tried
+    double setupMs = 0;   // when connected and not reused
+    std::string remote;
+    std::string role;
+    std::vector<std::optional<double>> rttMs;
+    int lost() const;
+};
+
 class LinkManager {
 public:
-    using EventSink = std::function<void(const nlohmann::json& event)>;
+    using EventSink = std::function<void(const LinkEvent& event)>;
     using MessageHandler = std::function<void(const dht::ContactId&, const wire::Message&)>;
     // A link came up or went down; `goodbye` when the peer said it is shutting down (it is
     // going offline, not just moving), `reason` for logs.
@@ -73,9 +109,10 @@ public:
     // Reuses the link to `peer` or sets one up; `done` runs once (on the io thread).
     void connect(const dht::ContactId& peer, std::chrono::milliseconds timeout,
                  std::function<void(const ConnectResult&)> done);
-    // connect, then `count` pings `interval` apart; answers with the JSON of `parley ping`.
+    // connect, then `count` pings `interval` apart; `done` runs once with what `parley ping`
+    // shows.
     void ping(const dht::ContactId& peer, int count, std::chrono::milliseconds interval,
-              std::chrono::milliseconds timeout, std::function<void(nlohmann::json)> done);
+              std::chrono::milliseconds timeout, std::function<void(const PingResult&)> done);
     // Sends on the control stream of the active link; false when there is none.
     bool send(const dht::ContactId& peer, const wire::Message& message);
     bool connected(const dht::ContactId& peer) const;
@@ -94,8 +131,9 @@ public:
     // Our candidate addresses right now (for connect envelopes).
     std::vector<std::string> candidates() const;
 
-    nlohmann::json status() const;
-    nlohmann::json counters() const;
+    std::vector<LinkStatus> status() const;
+    // The room's counters and the QUIC transport's (quic_*).
+    std::map<std::string, std::uint64_t> counters() const;
 
     // Typed bulk streams (DESIGN.md §6; the header is in stream_router.h). A handle names one
     // stream of one connection; it is valid until that stream's `closed`, which also comes
@@ -114,9 +152,11 @@ public:
         std::function<void(const StreamHandle&, std::span<const std::uint8_t> id)> opened;
         // The peer's bytes after the header; `fin` once it ended its direction.
         std::function<void(const StreamHandle&, std::span<const std::uint8_t> data, bool fin)> data;
-        // Optional: what writeStream queued on the stream was sent and acknowledged.
+        // Optional: the peer acknowledged some of what writeStream queued (after each
+        // acknowledgement: write more while writeStream reports little queued).
         std::function<void(const StreamHandle&)> writable;
-        // The stream is gone (both directions done, reset by the peer, or the link closed).
+        // The stream is gone (both directions done, reset by the peer, the link closed, or
+        // one of this room's callbacks threw: the link then reset it with roomFailed).
         std::function<void(const StreamHandle&)> closed;
     };
     enum class StreamError {
@@ -140,7 +180,9 @@ public:
     // backpressure signal (quic::Connection::write), 0 when the stream or link is gone.
     std::size_t writeStream(const StreamHandle& handle, std::span<const std::uint8_t> data,
                             bool fin = false);
-    // Returns `bytes` of credit: the room has processed that much of what `data` gave it.
+    // Returns `bytes` of credit: the room has processed that much of what `data` gave it
+    // (capped at what it was given and has not returned). Credit still held when the stream
+    // ends (closed, or reset by either side) goes back to the connection by itself.
     void consumeStream(const StreamHandle& handle, std::size_t bytes);
     // Abandons the stream in both directions with an application error code; the handle is
     // then spent (no `closed` follows).

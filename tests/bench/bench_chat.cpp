@@ -14,6 +14,8 @@
 //                   [BATCH=500]
 // A count of 0 skips that part. BATCH: messages sent per turn of the sender's loop in (b).
 #include "bench_stats.h"
+#include "dht/hex.h"
+#include "node/api/params.h"
 #include "node/chat/chat.h"
 #include "node/contacts/contacts.h"
 #include "node/link/links.h"
@@ -56,13 +58,6 @@ double cpuSeconds() {
     ::getrusage(RUSAGE_SELF, &u);
     auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
     return sec(u.ru_utime) + sec(u.ru_stime);
-}
-
-node::MessageId parseId(const std::string& hex) {
-    node::MessageId id{};
-    for (std::size_t i = 0; i < id.size(); ++i)
-        id[i] = static_cast<std::uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
-    return id;
 }
 
 std::string textOf(const std::string& prefix, std::size_t bytes) {
@@ -163,10 +158,10 @@ Delivery sendAndWait(node::Node& a, const dht::ContactId& to, const std::string&
         auto d = std::make_shared<Delivery>();
         d->sent = Clock::now();
         auto r = a.chat().send(to, text);
-        d->id = r["id"];
-        a.chat().wait(parseId(d->id), timeout, [d, promise](json j) {
+        d->id = dht::toHex(r.id);
+        a.chat().wait(r.id, timeout, [d, promise](const node::WaitResult& w) {
             d->done = Clock::now();
-            d->delivered = j.value("delivered", false);
+            d->delivered = w.delivered;
             promise->set_value(*d);
         });
         return 0;
@@ -176,7 +171,7 @@ Delivery sendAndWait(node::Node& a, const dht::ContactId& to, const std::string&
 
 std::uint64_t counter(node::Node& n, const char* name) {
     auto c = n.call([&] { return n.chat().counters(); });
-    return c.value(name, std::uint64_t{0});
+    return c.count(name) ? c[name] : 0;
 }
 
 // --- a. latency on an established link ---------------------------------------------------------
@@ -223,14 +218,19 @@ void throughput(node::Node& a, node::Node& b, const dht::ContactId& bId, int n,
     auto cpu0 = cpuSeconds();
     auto t0 = Clock::now();
     std::vector<Clock::time_point> batchDone; // does sending slow down as the history grows?
+    int refused = 0;
     for (int sent = 0; sent < n; sent += batch) {
-        a.call([&] {
+        refused += a.call([&] {
+            int r = 0;
             for (int j = sent; j < std::min(n, sent + batch); ++j)
-                a.chat().send(bId, textOf("bulk " + std::to_string(j), textBytes));
-            return 0;
+                r +=
+                    a.chat().send(bId, textOf("bulk " + std::to_string(j), textBytes)).ok() ? 0 : 1;
+            return r;
         });
         batchDone.push_back(Clock::now());
     }
+    if (refused > 0)
+        std::printf("  %d messages refused by send()\n", refused);
     auto tQueued = Clock::now();
     std::optional<Clock::time_point> tReceived, tDelivered;
     auto deadline = tQueued + 300s;
@@ -246,7 +246,7 @@ void throughput(node::Node& a, node::Node& b, const dht::ContactId& bId, int n,
     auto history = a.call([&] { return a.chat().history(bId, static_cast<std::size_t>(n)); });
     int delivered = 0;
     for (const auto& m : history)
-        delivered += m["state"] == "delivered" || m["state"] == "read";
+        delivered += m.state == "delivered" || m.state == "read";
     auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
     auto rate = [&](Clock::time_point t) { return n / seconds(t - t0); };
     std::printf("b. throughput: %d messages of %zu bytes, sent as fast as possible (batches of "
@@ -325,7 +325,7 @@ void setup(node::Node& a, node::Node& b, const dht::ContactId& aId, const dht::C
     report("send -> stored at the peer", toStored);
     report("send -> delivered", toDelivered);
     auto c = a.call([&] { return a.links().counters(); });
-    std::printf("  sender's link counters: %s\n", c.dump().c_str());
+    std::printf("  sender's link counters: %s\n", node::api::toJson(c).dump().c_str());
 }
 
 } // namespace

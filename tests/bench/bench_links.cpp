@@ -19,6 +19,7 @@
 // BENCH_RECEIVE_THREAD=1 (the endpoint reads on its own thread, not the io thread).
 #include "bench_stats.h"
 #include "dht/udp_endpoint.h"
+#include "node/api/link_methods.h"
 #include "node/contacts/contacts.h"
 #include "node/transport/quic.h"
 #include "node/transport/quic_inbox.h"
@@ -75,15 +76,15 @@ SetupSample firstPing(node::Node& from, const dht::ContactId& to) {
     auto t0 = Clock::now();
     auto r = from.ping(to, 1, 0ms, 20s);
     s.wallMs = ms(Clock::now() - t0);
-    s.ok = r.value("connected", false) && !r.value("reused", true);
+    s.ok = r.connected && !r.reused;
     if (!s.ok) {
-        s.error = r.value("reused", false) ? "reused an existing link" : r.value("error", "?");
+        s.error = r.reused ? "reused an existing link" : r.error;
         return s;
     }
-    s.setupMs = r["setup_ms"];
-    s.role = r["role"];
-    if (!r["rtt_ms"].empty() && r["rtt_ms"][0].is_number())
-        s.rttMs = r["rtt_ms"][0];
+    s.setupMs = r.setupMs;
+    s.role = r.role;
+    if (!r.rttMs.empty() && r.rttMs[0])
+        s.rttMs = *r.rttMs[0];
     return s;
 }
 
@@ -199,16 +200,16 @@ void benchSetup(test::TestNetwork& net, int runs, int pings, std::chrono::second
     auto r = x.node->ping(yId.contactId(), pings, 0ms, 20s);
     std::vector<double> rtt;
     int lost = 0;
-    for (const auto& v : r["rtt_ms"])
-        v.is_number() ? rtt.push_back(v.get<double>()) : static_cast<void>(++lost);
+    for (const auto& v : r.rttMs)
+        v ? rtt.push_back(*v) : static_cast<void>(++lost);
     if (rtt.empty()) {
-        std::printf("  no answer: %s\n", r.dump().c_str());
+        std::printf("  no answer: %s\n", node::api::toJson(r).dump().c_str());
         return;
     }
     std::printf("  reused %s, role %s: p50 %.3f ms  p99 %.3f ms  min %.3f ms  max %.3f ms  "
                 "(%zu answered, %d lost)\n",
-                r.value("reused", false) ? "yes" : "no", r.value("role", "?").c_str(),
-                pct(rtt, 0.5), pct(rtt, 0.99), pct(rtt, 0), pct(rtt, 1), rtt.size(), lost);
+                r.reused ? "yes" : "no", r.role.c_str(), pct(rtt, 0.5), pct(rtt, 0.99), pct(rtt, 0),
+                pct(rtt, 1), rtt.size(), lost);
 }
 
 // --- c. throughput ----------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 #include "dht/clock.h"
 #include "dht/envelope.h"
 #include "dht/udp_endpoint.h"
+#include "node/api/link_methods.h"
+#include "node/api/params.h"
 #include "node/contacts/contacts.h"
 #include "node/link/frame.h"
 #include "node/transport/candidates.h"
@@ -61,7 +63,7 @@ std::pair<dht::Identity, dht::Identity> orderedPair(const std::string& lowName,
 
 std::uint64_t linkCount(node::Node& n, const std::string& name) {
     auto c = n.call([&] { return n.links().counters(); });
-    return c.value(name, std::uint64_t{0});
+    return c.count(name) ? c[name] : 0;
 }
 
 std::int64_t contactCount(node::Node& n, const std::string& name) {
@@ -338,17 +340,17 @@ TEST_CASE("links: a contact connects, the link is reused and set up again after 
     auto aIsClient = node::isClientRole(aId.contactId(), bId.contactId());
 
     auto first = a.node->ping(bId.contactId(), 3, 20ms, 30s);
-    INFO(first.dump());
-    REQUIRE(first["connected"] == true);
-    CHECK(first["reused"] == false);
-    CHECK(first["role"] == (aIsClient ? "client" : "server"));
-    CHECK(first["remote"] == b.address());
-    CHECK(first["setup_ms"].get<double>() > 0);
-    CHECK(first["lost"] == 0);
-    REQUIRE(first["rtt_ms"].size() == 3);
-    for (const auto& rtt : first["rtt_ms"])
-        CHECK(rtt.is_number());
-    CHECK_FALSE(first.contains("error"));
+    INFO(node::api::toJson(first).dump());
+    REQUIRE(first.connected);
+    CHECK(!first.reused);
+    CHECK(first.role == (aIsClient ? "client" : "server"));
+    CHECK(first.remote == b.address());
+    CHECK(first.setupMs > 0);
+    CHECK(first.lost() == 0);
+    REQUIRE(first.rttMs.size() == 3);
+    for (const auto& rtt : first.rttMs)
+        CHECK(rtt.has_value());
+    CHECK(first.error.empty());
 
     // Both sides list the one link, with each other's address and opposite roles.
     auto aLinks = a.node->status()["links"], bLinks = b.node->status()["links"];
@@ -361,11 +363,11 @@ TEST_CASE("links: a contact connects, the link is reused and set up again after 
 
     // The same link serves further pings, in both directions.
     auto again = a.node->ping(bId.contactId(), 1, 0ms, 30s);
-    CHECK(again["connected"] == true);
-    CHECK(again["reused"] == true);
+    CHECK(again.connected);
+    CHECK(again.reused);
     auto back = b.node->ping(aId.contactId(), 1, 0ms, 30s);
-    CHECK(back["connected"] == true);
-    CHECK(back["reused"] == true);
+    CHECK(back.connected);
+    CHECK(back.reused);
     CHECK(linkCount(*a.node, "links_up") == 1);
     CHECK(linkCount(*b.node, "links_up") == 1);
     CHECK(linkCount(*a.node, "quic_connections") == 1);
@@ -382,10 +384,10 @@ TEST_CASE("links: a contact connects, the link is reused and set up again after 
     shortIdle.idleClose = 2s;
     auto a2 = net.start(aId, std::move(a.dir), {.links = shortIdle});
     auto afterRestart = b.node->ping(aId.contactId(), 1, 0ms, 30s);
-    INFO(afterRestart.dump());
-    REQUIRE(afterRestart["connected"] == true);
-    CHECK(afterRestart["reused"] == false);
-    CHECK(afterRestart["remote"] == a2.address());
+    INFO(node::api::toJson(afterRestart).dump());
+    REQUIRE(afterRestart.connected);
+    CHECK(!afterRestart.reused);
+    CHECK(afterRestart.remote == a2.address());
     CHECK(linkCount(*b.node, "links_up") == 2);
     CHECK(linked(*a2.node, bId.contactId()));
 
@@ -442,7 +444,7 @@ TEST_CASE("links: when the server side crashes and restarts, the client notices 
     // the connection: a stateless reset ends it at once, not the 30 s idle timeout, and the
     // client reconnects by itself.
     auto ping = client.node->ping(serverId.contactId(), 1, 0ms, 10s);
-    INFO(ping.dump());
+    INFO(node::api::toJson(ping).dump());
     REQUIRE(test::eventually([&] { return linkCount(*client.node, "links_down") >= 1; }, 10s));
     CHECK(linkCount(*restarted.node, "quic_stateless_resets_sent") >= 1);
     CHECK(logs.contains("link to " + serverId.contactId().shortHex() + " lost", "stateless reset"));
@@ -454,10 +456,10 @@ TEST_CASE("links: when the server side crashes and restarts, the client notices 
         30s));
     CHECK(linkCount(*client.node, "reconnects") >= 1);
     auto fresh = client.node->ping(serverId.contactId(), 2, 10ms, 10s);
-    INFO(fresh.dump());
-    CHECK(fresh["connected"] == true);
-    CHECK(fresh["lost"] == 0);
-    CHECK(fresh["remote"] == restarted.address());
+    INFO(node::api::toJson(fresh).dump());
+    CHECK(fresh.connected);
+    CHECK(fresh.lost() == 0);
+    CHECK(fresh.remote == restarted.address());
 }
 
 TEST_CASE("links: strangers get no connection, no answer and no handshake, an impostor's key "
@@ -476,9 +478,9 @@ TEST_CASE("links: strangers get no connection, no answer and no handshake, an im
 
     // `parley ping` to someone who is not our contact is refused before anything is sent.
     auto refused = stranger.node->ping(victimId.contactId(), 1, 0ms, 5s);
-    INFO(refused.dump());
-    CHECK(refused["connected"] == false);
-    CHECK(refused["error"].get<std::string>().find("not an accepted contact") != std::string::npos);
+    INFO(node::api::toJson(refused).dump());
+    CHECK(!refused.connected);
+    CHECK(refused.error.find("not an accepted contact") != std::string::npos);
     CHECK(linkCount(*stranger.node, "requests_sent") == 0);
 
     // A stranger's connect request: dropped unanswered, no dial, no punch. Delivered again,
@@ -507,9 +509,9 @@ TEST_CASE("links: strangers get no connection, no answer and no handshake, an im
     deliver(*stranger.node, acceptance, victimId.contactId());
     REQUIRE(test::contactState(*stranger.node, victimId.contactId()) == "accepted");
     auto unanswered = stranger.node->ping(victimId.contactId(), 1, 0ms, 6s);
-    INFO(unanswered.dump());
-    CHECK(unanswered["connected"] == false);
-    CHECK(unanswered["error"].get<std::string>().find("timed out") != std::string::npos);
+    INFO(node::api::toJson(unanswered).dump());
+    CHECK(!unanswered.connected);
+    CHECK(unanswered.error.find("timed out") != std::string::npos);
     CHECK(linkCount(*stranger.node, "requests_sent") == 1);
     CHECK(linkCount(*stranger.node, "answers_received") == 0);
     // Its envelopes did arrive: the contact request waits for the victim's answer, the
@@ -565,9 +567,9 @@ TEST_CASE("links: strangers get no connection, no answer and no handshake, an im
 
     // The real contact still gets through.
     auto ok = contact.node->ping(victimId.contactId(), 1, 0ms, 30s);
-    INFO(ok.dump());
-    CHECK(ok["connected"] == true);
-    CHECK(ok["remote"] == victim.address());
+    INFO(node::api::toJson(ok).dump());
+    CHECK(ok.connected);
+    CHECK(ok.remote == victim.address());
 }
 
 TEST_CASE("links: replayed, stale, early and unmatched connect envelopes do nothing", "[links]") {
@@ -703,9 +705,9 @@ TEST_CASE("links: oversized and malformed control frames close the connection wi
 
     // B keeps running: the real A connects and pings.
     auto ping = a.node->ping(bId.contactId(), 2, 10ms, 30s);
-    INFO(ping.dump());
-    CHECK(ping["connected"] == true);
-    CHECK(ping["lost"] == 0);
+    INFO(node::api::toJson(ping).dump());
+    CHECK(ping.connected);
+    CHECK(ping.lost() == 0);
     CHECK(linkCount(*b.node, "protocol_errors") == 4);
 }
 
@@ -759,18 +761,18 @@ TEST_CASE("links: a flood of unfinished handshakes and stranger connect envelope
     // Through all of it, A (whose address B expects once its request arrived) connects.
     CHECK(test::eventually([&] { return inProgress() == cap; }, 5s)); // still full
     auto ping = a.node->ping(bId.contactId(), 1, 0ms, 40s);
-    INFO(ping.dump());
-    CHECK(ping["connected"] == true);
-    CHECK(ping["role"] == "client");
-    CHECK(ping["lost"] == 0);
+    INFO(node::api::toJson(ping).dump());
+    CHECK(ping.connected);
+    CHECK(ping.role == "client");
+    CHECK(ping.lost() == 0);
     auto counters = b.node->call([&] { return b.node->links().counters(); });
-    INFO(counters.dump());
-    CHECK(counters["quic_handshakes_in_progress"].get<std::size_t>() <= cap);
-    CHECK(counters["quic_initials_dropped"].get<std::uint64_t>() > 0);
+    INFO(node::api::toJson(counters).dump());
+    CHECK(counters["quic_handshakes_in_progress"] <= cap);
+    CHECK(counters["quic_initials_dropped"] > 0);
     // Established plus half-open connections: the cap, and A.
-    CHECK(counters["quic_connections"].get<std::size_t>() <= cap + 1);
-    CHECK(counters.value("links_up", std::uint64_t{0}) == 1);
-    CHECK(counters.value("requests_received", std::uint64_t{0}) == 1);
+    CHECK(counters["quic_connections"] <= cap + 1);
+    CHECK(counters["links_up"] == 1);
+    CHECK(counters["requests_received"] == 1);
 
     flood.stop();
     // The attackers leave (closing their half-open connections) and B's table empties; the
@@ -821,8 +823,8 @@ TEST_CASE("links: a path that completes the handshake but never says hello does 
     // B pings A: it dials the remembered address at once (the silent one) and A's real
     // address once A answered B's connect request. A connects all the same.
     auto ping = b.node->ping(aId.contactId(), 1, 0ms, 12s);
-    INFO(ping.dump());
-    INFO(b.node->call([&] { return b.node->links().counters(); }).dump());
-    CHECK(ping["connected"] == true);
-    CHECK(ping["remote"] == a.address());
+    INFO(node::api::toJson(ping).dump());
+    INFO(node::api::toJson(b.node->call([&] { return b.node->links().counters(); })).dump());
+    CHECK(ping.connected);
+    CHECK(ping.remote == a.address());
 }

@@ -28,3 +28,18 @@ TEST_CASE("intParam: out of range, fractions, huge numbers and other types are r
     CHECK_FALSE(intParam(json{{"count", nullptr}}, "count", 4, 0, 1000));
     CHECK_FALSE(intParam(json{{"count", true}}, "count", 4, 0, 1000));
 }
+
+TEST_CASE("secondsParam: seconds as milliseconds, in range or refused") {
+    using parley::node::api::secondsParam;
+    using std::chrono::milliseconds;
+    CHECK(secondsParam(json::object(), "timeout", 15.0, 0, 300) == milliseconds(15000));
+    CHECK(secondsParam(json{{"timeout", 0.25}}, "timeout", 15.0, 0, 300) == milliseconds(250));
+    CHECK(secondsParam(json{{"timeout", 300}}, "timeout", 15.0, 0, 300) == milliseconds(300000));
+    CHECK(secondsParam(json{{"interval", 0}}, "interval", 0.2, 0, 60) == milliseconds(0));
+    CHECK_FALSE(secondsParam(json{{"timeout", -0.001}}, "timeout", 15.0, 0, 300));
+    CHECK_FALSE(secondsParam(json{{"timeout", 300.5}}, "timeout", 15.0, 0, 300));
+    // Multiplying these by 1000 and converting was undefined behaviour before the range check.
+    CHECK_FALSE(secondsParam(json::parse(R"({"timeout": 1e300})"), "timeout", 15.0, 0, 300));
+    CHECK_FALSE(secondsParam(json{{"timeout", "10"}}, "timeout", 15.0, 0, 300));
+    CHECK_FALSE(secondsParam(json{{"timeout", nullptr}}, "timeout", 15.0, 0, 300));
+}
