@@ -4,7 +4,9 @@
 // (consumeStream); the link returns it at once for header bytes and for what it refuses.
 #include "node/link/links_internal.h"
 
+#include <algorithm>
 #include <exception>
+#include <limits>
 #include <spdlog/spdlog.h>
 
 namespace parley::node {
@@ -50,18 +52,35 @@ template <class F> bool guarded(const char* what, F&& f) {
 
 } // namespace
 
+void LinkManager::Impl::settleCredit(const std::shared_ptr<Link>& link, std::int64_t stream) {
+    auto it = owedCredit.find({link->id, stream});
+    if (it == owedCredit.end())
+        return;
+    link->conn->consume(stream, it->second);
+    owedCredit.erase(it);
+}
+
 void LinkManager::Impl::refuse(const std::shared_ptr<Link>& link, std::int64_t stream,
                                link::StreamResetCode code) {
     count(refusalCounter(code));
     spdlog::debug("resetting stream {} from {}: {}", stream, link->peer.shortHex(),
                   refusalCounter(code));
+    settleCredit(link, stream);
     router.abandon({link->id, stream});
     link->conn->resetStream(stream, static_cast<std::uint64_t>(code));
 }
 
+void LinkManager::Impl::roomFailed(const std::shared_ptr<Link>& link, std::int64_t stream,
+                                   const StreamHandler& handler) {
+    refuse(link, stream, link::StreamResetCode::roomFailed);
+    if (handler.closed)
+        guarded("closed", [&] { handler.closed(StreamHandle{link->peer, link->id, stream}); });
+}
+
 void LinkManager::Impl::onBulkData(const std::shared_ptr<Link>& link, std::int64_t stream,
                                    std::span<const std::uint8_t> data, bool fin) {
-    auto routed = router.push({link->id, stream}, openedByPeer(*link->conn, stream), data, fin);
+    link::StreamKey key{link->id, stream};
+    auto routed = router.push(key, openedByPeer(*link->conn, stream), data, fin);
     link->conn->consume(stream, data.size() - routed.data.size());
     if (routed.reset) {
         refuse(link, stream, *routed.reset);
@@ -70,22 +89,38 @@ void LinkManager::Impl::onBulkData(const std::shared_ptr<Link>& link, std::int64
     if (!routed.type)
         return; // the header is not complete yet, or the stream was refused before
     auto it = streamHandlers.find(*routed.type);
-    if (it == streamHandlers.end())
-        return; // the router only routes registered types
+    if (it == streamHandlers.end()) { // the router only routes registered types
+        link->conn->consume(stream, routed.data.size());
+        return;
+    }
     core.onUsed(link->id, Clock::now());
     auto handler = it->second; // a callback may register or unregister while we call it
     StreamHandle h{link->peer, link->id, stream};
     if (routed.opened) {
         count("streams_accepted");
-        if (handler.opened && !guarded("opened", [&] { handler.opened(h, routed.opened->id); }))
-            return refuse(link, stream, link::StreamResetCode::roomFailed);
+        if (handler.opened && !guarded("opened", [&] { handler.opened(h, routed.opened->id); })) {
+            link->conn->consume(stream, routed.data.size());
+            return roomFailed(link, stream, handler);
+        }
+        if (!router.typeOf(key)) { // the room reset it from `opened`: the handle is spent
+            link->conn->consume(stream, routed.data.size());
+            return;
+        }
     }
-    if ((!routed.data.empty() || routed.fin) && handler.data &&
-        !guarded("data", [&] { handler.data(h, routed.data, routed.fin); }))
-        refuse(link, stream, link::StreamResetCode::roomFailed);
+    if (routed.data.empty() && !routed.fin)
+        return;
+    if (!handler.data) { // a room that takes no data holds back no credit
+        link->conn->consume(stream, routed.data.size());
+        return;
+    }
+    if (!routed.data.empty())
+        owedCredit[key] += routed.data.size();
+    if (!guarded("data", [&] { handler.data(h, routed.data, routed.fin); }))
+        roomFailed(link, stream, handler);
 }
 
 void LinkManager::Impl::onStreamClosed(const std::shared_ptr<Link>& link, std::int64_t stream) {
+    settleCredit(link, stream);
     auto type = router.closed({link->id, stream});
     if (!type)
         return;
@@ -103,13 +138,17 @@ void LinkManager::Impl::onWritable(const std::shared_ptr<Link>& link, std::int64
     auto it = streamHandlers.find(*type);
     if (it == streamHandlers.end() || !it->second.writable)
         return;
-    auto writable = it->second.writable;
+    auto handler = it->second;
     StreamHandle h{link->peer, link->id, stream};
-    if (!guarded("writable", [&] { writable(h); }))
-        refuse(link, stream, link::StreamResetCode::roomFailed);
+    if (!guarded("writable", [&] { handler.writable(h); }))
+        roomFailed(link, stream, handler);
 }
 
 void LinkManager::Impl::closeStreams(const std::shared_ptr<Link>& link) {
+    // The connection is gone, and its window with it.
+    for (auto it = owedCredit.lower_bound({link->id, std::numeric_limits<std::int64_t>::min()});
+         it != owedCredit.end() && it->first.conn == link->id;)
+        it = owedCredit.erase(it);
     for (const auto& closing : router.closedConnection(link->id)) {
         auto stream = closing.first; // not a structured binding: clang 14 cannot capture one
         auto type = closing.second;
@@ -177,15 +216,25 @@ std::size_t LinkManager::writeStream(const StreamHandle& handle, std::span<const
 }
 
 void LinkManager::consumeStream(const StreamHandle& handle, std::size_t bytes) {
-    // Credit of a stream that already closed still belongs to the connection's window.
-    if (auto link = impl_->linkOf(handle))
-        link->conn->consume(handle.stream, bytes);
+    // At most what the room was given and has not returned: consuming twice, or after the
+    // stream ended (its credit went back then), gives the peer nothing extra.
+    auto link = impl_->linkOf(handle);
+    if (!link)
+        return;
+    auto it = impl_->owedCredit.find({link->id, handle.stream});
+    if (it == impl_->owedCredit.end())
+        return;
+    auto n = std::min<std::uint64_t>(bytes, it->second);
+    link->conn->consume(handle.stream, n);
+    if ((it->second -= n) == 0)
+        impl_->owedCredit.erase(it);
 }
 
 void LinkManager::resetStream(const StreamHandle& handle, std::uint64_t code) {
     auto link = impl_->linkOf(handle);
     if (!link || !impl_->router.typeOf({link->id, handle.stream}))
         return;
+    impl_->settleCredit(link, handle.stream);
     impl_->router.abandon({link->id, handle.stream});
     link->conn->resetStream(handle.stream, code);
 }

@@ -79,6 +79,11 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     std::map<std::string, std::uint64_t> counts;
     link::StreamRouter router; // every connection's typed streams
     std::map<link::StreamType, StreamHandler> streamHandlers;
+    // Flow-control credit of bytes handed to a room and not yet consumed, per routed stream:
+    // consumeStream returns at most this much, and what is left goes back to the connection's
+    // window when the stream ends, so a room that resets or abandons a stream without
+    // consuming cannot shrink the link's window for good.
+    std::map<link::StreamKey, std::uint64_t> owedCredit;
 
     bool stopped() const { return core.stopped(); }
     void count(const std::string& name, std::uint64_t n = 1) {
@@ -102,6 +107,11 @@ struct LinkManager::Impl : std::enable_shared_from_this<LinkManager::Impl> {
     void onWritable(const std::shared_ptr<Link>& link, std::int64_t stream);
     void closeStreams(const std::shared_ptr<Link>& link); // the connection is gone
     void refuse(const std::shared_ptr<Link>& link, std::int64_t stream, link::StreamResetCode code);
+    // A room's callback failed: the stream is reset and the room hears `closed`.
+    void roomFailed(const std::shared_ptr<Link>& link, std::int64_t stream,
+                    const StreamHandler& handler);
+    // The stream is done with: what the room still owed goes back to the connection's window.
+    void settleCredit(const std::shared_ptr<Link>& link, std::int64_t stream);
 
     // link_control.cpp: onData's control stream, onMessage, sendOn, sendProbe, finishPing;
     // links.cpp: the rest
