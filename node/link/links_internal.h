@@ -3,13 +3,6 @@
 // part of the room's interface: only node/link/*.cpp include it.
 #pragma once
 
-// A standard header before any asio one: asio chooses its allocator (aligned_alloc or operator
-// new) from the standard library's configuration macros, and dht/timer_set.h opens with asio.
-// Translation units that disagree free with the wrong function (ASan: alloc-dealloc-mismatch).
-// clang-format off
-#include <cstddef>
-// clang-format on
-
 #include "dht/timer_set.h"
 #include "node/link/control_stream.h"
 #include "node/link/link_core.h"
