@@ -22,15 +22,6 @@ std::optional<std::array<std::uint8_t, 16>> messageIdParam(const json& params,
     return id;
 }
 
-// Store failures (disk full, locked database) answer as failures with the store's sentence.
-template <class F> void guarded(const ControlServer::Reply& reply, F&& f) {
-    try {
-        f();
-    } catch (const StoreError& e) {
-        reply.error(rpc::kFailed, e.what());
-    }
-}
-
 } // namespace
 
 json toJson(const ChatRecord& r) {
@@ -84,7 +75,7 @@ void registerChatMethods(ControlServer& control, ChatManager& chat) {
             reply.error(rpc::kInvalidParams, "text must be a string");
             return;
         }
-        guarded(reply, [&] {
+        storeGuarded(reply, [&] {
             auto r = chat.send(*target, params["text"].get<std::string>());
             if (r.ok())
                 reply.ok(toJson(r));
@@ -101,7 +92,7 @@ void registerChatMethods(ControlServer& control, ChatManager& chat) {
             reply.error(rpc::kInvalidParams, "timeout must be between 0 and 3600 seconds");
             return;
         }
-        guarded(reply, [&] {
+        storeGuarded(reply, [&] {
             chat.wait(*message, *timeout, [reply](const WaitResult& r) { reply.ok(toJson(r)); });
         });
     });
@@ -114,14 +105,15 @@ void registerChatMethods(ControlServer& control, ChatManager& chat) {
             reply.error(rpc::kInvalidParams, "limit must be between 1 and 100000");
             return;
         }
-        guarded(reply,
-                [&] { reply.ok(toJson(chat.history(*target, static_cast<std::size_t>(*limit)))); });
+        storeGuarded(reply, [&] {
+            reply.ok(toJson(chat.history(*target, static_cast<std::size_t>(*limit))));
+        });
     });
     control.on("chat.read", [&chat](const json& params, const ControlServer::Reply& reply) {
         auto target = contactIdParam(params, reply);
         if (!target)
             return;
-        guarded(reply, [&] {
+        storeGuarded(reply, [&] {
             auto n = chat.markRead(*target);
             reply.ok({{"contact", target->toHex()}, {"marked_read", n}});
         });

@@ -44,14 +44,6 @@ void answer(const ControlServer::Reply& reply, const CommandStatus& status, json
         reply.error(rpc::kFailed, status.error);
 }
 
-template <class F> void guarded(const ControlServer::Reply& reply, F&& f) {
-    try {
-        f();
-    } catch (const StoreError& e) {
-        reply.error(rpc::kFailed, e.what());
-    }
-}
-
 } // namespace
 
 json toJson(const ContactEvent& e) {
@@ -103,7 +95,7 @@ void registerContactMethods(ControlServer& control, ContactManager& contacts) {
             return;
         auto message = params.value("message", std::string());
         auto alias = params.value("alias", std::string());
-        guarded(reply, [&] {
+        storeGuarded(reply, [&] {
             auto status = contacts.add(*target, message, alias,
                                        [reply](const AddResult& r) { reply.ok(toJson(r)); });
             if (!status.ok())
@@ -111,10 +103,10 @@ void registerContactMethods(ControlServer& control, ContactManager& contacts) {
         });
     });
     control.on("contact.requests", [&contacts](const json&, const ControlServer::Reply& reply) {
-        guarded(reply, [&] { reply.ok(requestsJson(contacts.requests())); });
+        storeGuarded(reply, [&] { reply.ok(requestsJson(contacts.requests())); });
     });
     control.on("contacts", [&contacts](const json&, const ControlServer::Reply& reply) {
-        guarded(reply, [&] { reply.ok(toJson(contacts.contacts())); });
+        storeGuarded(reply, [&] { reply.ok(toJson(contacts.contacts())); });
     });
     using Command = CommandStatus (ContactManager::*)(const dht::ContactId&);
     const std::pair<const char*, Command> commands[] = {
@@ -132,7 +124,7 @@ void registerContactMethods(ControlServer& control, ContactManager& contacts) {
                        auto target = contactIdParam(params, reply);
                        if (!target)
                            return;
-                       guarded(reply, [&] {
+                       storeGuarded(reply, [&] {
                            json result = name == "accept"
                                              ? json{{"id", target->toHex()}, {"state", "accepted"}}
                                              : json{{"id", target->toHex()}, {"done", name}};

@@ -5,6 +5,7 @@
 
 #include "dht/contact_id.h"
 #include "node/api/control_server.h"
+#include "node/store/store.h"
 
 #include <chrono>
 #include <cstdint>
@@ -29,5 +30,15 @@ std::optional<std::chrono::milliseconds>
 secondsParam(const nlohmann::json& params, const char* name, double fallback, double lo, double hi);
 
 nlohmann::json toJson(const std::map<std::string, std::uint64_t>& counters);
+
+// Runs a method's body; a failing database (disk full, locked, corrupt) answers as a failure
+// with the store's sentence instead of the generic internal error.
+template <class F> void storeGuarded(const ControlServer::Reply& reply, F&& f) {
+    try {
+        f();
+    } catch (const StoreError& e) {
+        reply.error(rpc::kFailed, e.what());
+    }
+}
 
 } // namespace parley::node::api

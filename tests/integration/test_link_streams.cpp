@@ -355,6 +355,18 @@ StreamError tryOpen(node::Node& n, const dht::ContactId& peer, StreamType type,
     return n.call([&] { return n.links().openStream(peer, type, id).error; });
 }
 
+// Opens a stream of `type` from `n`'s room to `to` and queues `data` (then FIN when `fin`).
+Links::OpenedStream openAndSend(node::Node& n, Room& room, const dht::ContactId& to,
+                                std::string_view id, const std::vector<std::uint8_t>& data,
+                                bool fin, StreamType type = kEcho) {
+    return n.call([&] {
+        auto o = room.open(to, type, bytesOf(id));
+        if (o.error == StreamError::ok)
+            room.send(o.handle, data, fin);
+        return o;
+    });
+}
+
 // writeStream, consumeStream and resetStream on a handle that should be spent: returns what
 // writeStream reported (0 expected); the other two must do nothing.
 std::size_t poke(node::Node& n, const Handle& h) {
@@ -397,12 +409,7 @@ TEST_CASE("link streams: a typed stream carries 8 MiB from A to B intact, in bot
     REQUIRE(!payloadSha.empty());
 
     auto started = std::chrono::steady_clock::now();
-    auto opened = a.call([&] {
-        auto o = p.roomA->open(p.idB(), kEcho, bytesOf("transfer-1"));
-        if (o.error == StreamError::ok)
-            p.roomA->send(o.handle, payload, true);
-        return o;
-    });
+    auto opened = openAndSend(a, *p.roomA, p.idB(), "transfer-1", payload, true);
     INFO("openStream: " << errorName(opened.error));
     REQUIRE(opened.error == StreamError::ok);
     auto h = opened.handle;
@@ -624,15 +631,6 @@ TEST_CASE("link streams: resetStream on one side closes the stream on the other,
     REQUIRE(p.registerOn(a, *p.roomA, kEcho));
     REQUIRE(p.registerOn(b, *p.roomB, kEcho));
     auto some = pseudoRandom(256 << 10, 2);
-    auto openAndSend = [&](node::Node& n, Room& room, const dht::ContactId& to, std::string_view id,
-                           const std::vector<std::uint8_t>& data, bool fin) {
-        return n.call([&] {
-            auto o = room.open(to, kEcho, bytesOf(id));
-            if (o.error == StreamError::ok)
-                room.send(o.handle, data, fin);
-            return o;
-        });
-    };
 
     // B resets a stream A opened, once data arrived: A hears `closed`.
     auto first = openAndSend(a, *p.roomA, p.idB(), "reset-by-b", some, false);
@@ -710,19 +708,10 @@ TEST_CASE("link streams: when the link closes, every open stream hears closed",
     REQUIRE(p.registerOn(a, *p.roomA, kEcho));
     REQUIRE(p.registerOn(b, *p.roomB, kEcho));
     auto some = pseudoRandom(128 << 10, 4);
-    auto openAndSend = [&](node::Node& n, Room& room, const dht::ContactId& to,
-                           std::string_view id) {
-        return n.call([&] {
-            auto o = room.open(to, kEcho, bytesOf(id));
-            if (o.error == StreamError::ok)
-                room.send(o.handle, some, false);
-            return o;
-        });
-    };
 
     // One stream each way, both mid-transfer (no FIN).
-    auto fromA = openAndSend(a, *p.roomA, p.idB(), "doomed-a");
-    auto fromB = openAndSend(b, *p.roomB, p.idA(), "doomed-b");
+    auto fromA = openAndSend(a, *p.roomA, p.idB(), "doomed-a", some, false);
+    auto fromB = openAndSend(b, *p.roomB, p.idA(), "doomed-b", some, false);
     REQUIRE(fromA.error == StreamError::ok);
     REQUIRE(fromB.error == StreamError::ok);
     REQUIRE(test::eventually(
@@ -779,12 +768,7 @@ TEST_CASE("link streams: when the link closes, every open stream hears closed",
         p.roomB->echo = true;
         return 0;
     });
-    auto after = a.call([&] {
-        auto o = p.roomA->open(p.idB(), kEcho, bytesOf("after"));
-        if (o.error == StreamError::ok)
-            p.roomA->send(o.handle, some, true);
-        return o;
-    });
+    auto after = openAndSend(a, *p.roomA, p.idB(), "after", some, true);
     INFO("openStream on the new link: " << errorName(after.error));
     REQUIRE(after.error == StreamError::ok);
     CHECK(after.handle.link != fromA.handle.link);
@@ -816,12 +800,7 @@ TEST_CASE("link streams: a room that resets a stream from `opened` hears none of
     });
     // The header and the data travel in one packet, so they reach the link in one piece.
     auto some = pseudoRandom(1000, 5);
-    auto o = a.call([&] {
-        auto opened = p.roomA->open(p.idB(), kEcho, bytesOf("unwanted"));
-        if (opened.error == StreamError::ok)
-            p.roomA->send(opened.handle, some, true);
-        return opened;
-    });
+    auto o = openAndSend(a, *p.roomA, p.idB(), "unwanted", some, true);
     REQUIRE(o.error == StreamError::ok);
     REQUIRE(test::eventually([&] { return look(a, *p.roomA, o.handle).closed == 1; }, 15s));
     CHECK(b.call([&] { return p.roomB->opened; }) == 1);
@@ -852,12 +831,7 @@ TEST_CASE("link streams: credit a room never returned comes back when its stream
         // 1 MiB with the header: exactly the stream's window.
         auto data = pseudoRandom((1 << 20) - node::link::kStreamHeaderFixedSize - id.size(),
                                  10 + static_cast<unsigned>(i));
-        auto o = a.call([&] {
-            auto opened = p.roomA->open(p.idB(), kEcho, bytesOf(id));
-            if (opened.error == StreamError::ok)
-                p.roomA->send(opened.handle, data, true);
-            return opened;
-        });
+        auto o = openAndSend(a, *p.roomA, p.idB(), id, data, true);
         INFO("stream " << id << ": " << errorName(o.error));
         REQUIRE(o.error == StreamError::ok);
         REQUIRE(test::eventually(
@@ -890,12 +864,7 @@ TEST_CASE("link streams: a room whose callback throws hears closed, the link sta
         return 0;
     });
     auto some = pseudoRandom(4000, 6);
-    auto o = a.call([&] {
-        auto opened = p.roomA->open(p.idB(), kEcho, bytesOf("buggy"));
-        if (opened.error == StreamError::ok)
-            p.roomA->send(opened.handle, some, false);
-        return opened;
-    });
+    auto o = openAndSend(a, *p.roomA, p.idB(), "buggy", some, false);
     REQUIRE(o.error == StreamError::ok);
     REQUIRE(test::eventually([&] { return lookId(b, *p.roomB, "buggy").closed == 1; }, 15s));
     REQUIRE(test::eventually([&] { return look(a, *p.roomA, o.handle).closed == 1; }, 15s));
