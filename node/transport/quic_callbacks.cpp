@@ -91,12 +91,23 @@ int onAckedStreamData(ngtcp2_conn*, std::int64_t stream, std::uint64_t offset, s
     });
 }
 
-int onStreamClose(ngtcp2_conn*, std::uint32_t, std::int64_t stream, std::uint64_t, void* user,
+int onStreamClose(ngtcp2_conn* conn, std::uint32_t, std::int64_t stream, std::uint64_t, void* user,
                   void*) noexcept {
     return guarded("onStreamClose", NGTCP2_ERR_CALLBACK_FAILURE, [&]() -> int {
         auto& ci = ConnectionAccess::impl(self(user));
         ci.streams.erase(stream);
         ci.finished.insert(stream);
+        // ngtcp2 never raises the peer's stream limit by itself: each stream of theirs that
+        // ends lets them open one more, so the limit bounds the streams open at once, not the
+        // streams of a connection's life (RFC 9000 §4.6). Bit 0 is set on streams the server
+        // opened, bit 1 on unidirectional ones (§2.1).
+        bool openedByServer = (stream & 1) != 0;
+        if (openedByServer != (ngtcp2_conn_is_server(conn) != 0)) {
+            if ((stream & 2) != 0)
+                ngtcp2_conn_extend_max_streams_uni(conn, 1);
+            else
+                ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+        }
         return 0;
     });
 }

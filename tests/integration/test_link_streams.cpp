@@ -874,3 +874,36 @@ TEST_CASE("link streams: a room whose callback throws hears closed, the link sta
     CHECK(ping.connected);
     CHECK(ping.reused);
 }
+
+TEST_CASE("link streams: a connection carries many more streams over its life than the peer's "
+          "limit at once",
+          "[links][streams]") {
+    // The transport allows 64 bidirectional streams from the peer at a time; each that ends
+    // must let the peer open another (ngtcp2 does not raise the limit by itself). 200 streams,
+    // each echoed and closed before the next, from both sides.
+    Pair p;
+    p.link();
+    auto &a = p.na(), &b = p.nb();
+    REQUIRE(p.registerOn(a, *p.roomA, kEcho));
+    REQUIRE(p.registerOn(b, *p.roomB, kEcho));
+    a.call([&] {
+        p.roomA->echo = true;
+        return 0;
+    });
+    b.call([&] {
+        p.roomB->echo = true;
+        return 0;
+    });
+    auto some = pseudoRandom(1000, 5);
+    for (int i = 0; i < 200; ++i) {
+        bool fromA = i % 2 == 0;
+        auto& n = fromA ? a : b;
+        auto& room = fromA ? *p.roomA : *p.roomB;
+        auto o =
+            openAndSend(n, room, fromA ? p.idB() : p.idA(), "s" + std::to_string(i), some, true);
+        INFO("stream " << i << ": " << errorName(o.error));
+        REQUIRE(o.error == StreamError::ok);
+        REQUIRE(test::eventually([&] { return look(n, room, o.handle).closed == 1; }, 15s));
+    }
+    CHECK(linkCount(a, "links_down") == 0);
+}
