@@ -1,12 +1,10 @@
 // The profile's SQLite database: schema, migrations and the queries the node needs.
 #include "node/store/store.h"
 
-#include <cstring>
-#include <fcntl.h>
+#include "node/store/database.h"
+
+#include <algorithm>
 #include <sqlite3.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <unordered_map>
 
 namespace parley::node {
 
@@ -236,261 +234,89 @@ std::string storeErrorMessage(const std::filesystem::path& file, std::string_vie
 } // namespace detail
 
 struct Store::Impl {
-    std::filesystem::path file;
-    sqlite3* db = nullptr;
-    std::unordered_map<const char*, sqlite3_stmt*> statements;
-
-    explicit Impl(std::filesystem::path f) : file(std::move(f)) {}
-    ~Impl() {
-        for (auto& [sql, statement] : statements)
-            sqlite3_finalize(statement);
-        sqlite3_close_v2(db);
-    }
-
-    [[noreturn]] void fail(std::string_view action, int code) const {
-        throw StoreError(detail::storeErrorMessage(file, action, code, sqlite3_errmsg(db)));
-    }
-    [[noreturn]] void damaged(std::string_view what) const {
-        throw StoreError(file.string() + ": " + std::string(what) +
-                         ": the database is damaged; move it aside (parley then starts an empty "
-                         "one, without your contacts) or restore a backup");
-    }
-
-    void exec(const char* sql, std::string_view action) {
-        int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
-        if (rc != SQLITE_OK)
-            fail(action, sqlite3_extended_errcode(db));
-    }
-
-    class Query;
-    Query query(const char* sql, std::string_view action);
+    Database db;
+    explicit Impl(const std::filesystem::path& file) : db(file, kMigrations, "your contacts") {}
 };
-
-// One use of a cached statement: binds, steps, reads columns, and resets it when done, so that
-// no statement keeps a read transaction open between calls.
-class Store::Impl::Query {
-public:
-    Query(Impl& impl, sqlite3_stmt* statement, std::string_view action)
-        : impl_(impl), statement_(statement), action_(action) {}
-    ~Query() {
-        sqlite3_reset(statement_);
-        sqlite3_clear_bindings(statement_);
-    }
-    Query(const Query&) = delete;
-    Query& operator=(const Query&) = delete;
-
-    Query& bind(int index, std::int64_t value) {
-        return check(sqlite3_bind_int64(statement_, index, value));
-    }
-    Query& bind(int index, std::optional<std::int64_t> value) {
-        return value ? bind(index, *value) : check(sqlite3_bind_null(statement_, index));
-    }
-    Query& bind(int index, std::string_view text) {
-        // A null pointer would bind NULL, not an empty string.
-        const char* data = text.data() ? text.data() : "";
-        return check(sqlite3_bind_text64(statement_, index, data, text.size(), SQLITE_TRANSIENT,
-                                         SQLITE_UTF8));
-    }
-    Query& bind(int index, const dht::ContactId& id) { return bind(index, id.toHex()); }
-    Query& bindBlob(int index, std::span<const std::uint8_t> bytes) {
-        if (bytes.empty())
-            return check(sqlite3_bind_zeroblob(statement_, index, 0));
-        return check(
-            sqlite3_bind_blob64(statement_, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT));
-    }
-
-    // True while there is a row to read.
-    bool step() {
-        int rc = sqlite3_step(statement_);
-        if (rc == SQLITE_ROW)
-            return true;
-        if (rc == SQLITE_DONE)
-            return false;
-        impl_.fail(action_, sqlite3_extended_errcode(impl_.db));
-    }
-    // Runs a statement that returns no rows; how many rows it changed.
-    int run() {
-        while (step()) {
-        }
-        return sqlite3_changes(impl_.db);
-    }
-
-    bool isNull(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
-    std::int64_t int64(int column) const { return sqlite3_column_int64(statement_, column); }
-    std::string text(int column) const {
-        auto data = reinterpret_cast<const char*>(sqlite3_column_text(statement_, column));
-        return data ? std::string(data, sqlite3_column_bytes(statement_, column)) : std::string();
-    }
-    std::vector<std::uint8_t> blob(int column) const {
-        auto data = static_cast<const std::uint8_t*>(sqlite3_column_blob(statement_, column));
-        auto size = static_cast<std::size_t>(sqlite3_column_bytes(statement_, column));
-        return data ? std::vector<std::uint8_t>(data, data + size) : std::vector<std::uint8_t>();
-    }
-    dht::ContactId contactId(int column) const {
-        auto hex = text(column);
-        auto id = dht::ContactId::parse(hex);
-        if (!id)
-            impl_.damaged("invalid contact id '" + hex + "'");
-        return *id;
-    }
-    // The columns of kSelectContact, in that order.
-    ContactRecord contactRecord() const {
-        ContactRecord r;
-        r.id = contactId(0);
-        r.alias = text(1);
-        r.name = text(2);
-        auto state = text(3);
-        auto parsed = contactStateFromString(state);
-        // The CHECK constraint keeps other values out; a damaged file may not.
-        if (!parsed)
-            impl_.damaged("contact " + r.id.toHex() + " has an unknown state '" + state + "'");
-        r.state = *parsed;
-        r.message = text(4);
-        r.createdMs = int64(5);
-        r.updatedMs = int64(6);
-        if (!isNull(7))
-            r.lastSeenMs = int64(7);
-        r.online = int64(8) != 0;
-        return r;
-    }
-    EnvelopeId envelopeId(int column) const {
-        auto bytes = blob(column);
-        EnvelopeId id{};
-        if (bytes.size() != id.size())
-            impl_.damaged("an envelope id of " + std::to_string(bytes.size()) + " bytes");
-        std::memcpy(id.data(), bytes.data(), id.size());
-        return id;
-    }
-
-private:
-    Query& check(int rc) {
-        if (rc != SQLITE_OK)
-            impl_.fail(action_, rc);
-        return *this;
-    }
-
-    Impl& impl_;
-    sqlite3_stmt* statement_;
-    std::string_view action_;
-};
-
-Store::Impl::Query Store::Impl::query(const char* sql, std::string_view action) {
-    auto& statement = statements[sql];
-    if (!statement) {
-        int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, nullptr);
-        if (rc != SQLITE_OK) {
-            statements.erase(sql);
-            fail(action, sqlite3_extended_errcode(db));
-        }
-    }
-    return Query(*this, statement, action);
-}
 
 namespace {
 
-// Creates the file ourselves so that it (and the -wal and -shm files SQLite gives the same
-// mode) is private from the start; an existing file is made private too. Failures are left for
-// SQLite to report in its own words.
-void prepareFile(const std::filesystem::path& file) {
-    int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return;
-    struct stat st {};
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) != 0600)
-        ::fchmod(fd, 0600);
-    ::close(fd);
+// The columns of kSelectContact, in that order.
+ContactRecord contactRecord(const Database::Query& q) {
+    ContactRecord r;
+    r.id = q.contactId(0);
+    r.alias = q.text(1);
+    r.name = q.text(2);
+    auto state = q.text(3);
+    auto parsed = contactStateFromString(state);
+    // The CHECK constraint keeps other values out; a damaged file may not.
+    if (!parsed)
+        q.damaged("contact " + r.id.toHex() + " has an unknown state '" + state + "'");
+    r.state = *parsed;
+    r.message = q.text(4);
+    r.createdMs = q.int64(5);
+    r.updatedMs = q.int64(6);
+    if (!q.isNull(7))
+        r.lastSeenMs = q.int64(7);
+    r.online = q.int64(8) != 0;
+    return r;
+}
+
+// An envelope or message id (16 bytes). Not fixedBlob<16>: that words the damage differently.
+EnvelopeId envelopeId(const Database::Query& q, int column) {
+    auto bytes = q.blob(column);
+    EnvelopeId id{};
+    if (bytes.size() != id.size())
+        q.damaged("an envelope id of " + std::to_string(bytes.size()) + " bytes");
+    std::copy(bytes.begin(), bytes.end(), id.begin());
+    return id;
+}
+
+// The columns of kSelectMessage (and the other message queries), in that order.
+ChatRecord readMessage(const Database::Query& q) {
+    ChatRecord r;
+    r.id = envelopeId(q, 0);
+    r.contact = q.contactId(1);
+    r.outgoing = q.int64(2) != 0;
+    r.seq = static_cast<std::uint64_t>(q.int64(3));
+    r.sentMs = q.int64(4);
+    if (!q.isNull(5))
+        r.receivedMs = q.int64(5);
+    r.text = q.text(6);
+    r.state = q.text(7);
+    if (!q.isNull(8))
+        r.dhtPutMs = q.int64(8);
+    r.updatedMs = q.int64(9);
+    return r;
 }
 
 } // namespace
 
-Store::Store(const std::filesystem::path& file) : impl_(std::make_unique<Impl>(file)) {
-    auto& d = *impl_;
-    prepareFile(file);
-    // NOMUTEX: one thread uses the store at a time (the node's), so SQLite's own locks are
-    // unnecessary.
-    int rc =
-        sqlite3_open_v2(file.c_str(), &d.db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) {
-        if (!d.db)
-            throw StoreError(file.string() + ": cannot open: out of memory");
-        d.fail("open", sqlite3_extended_errcode(d.db));
-    }
-    sqlite3_extended_result_codes(d.db, 1);
-    // SQLite quietly falls back to read-only when it may not write the file; parley must write.
-    if (sqlite3_db_readonly(d.db, "main") == 1)
-        throw StoreError(detail::storeErrorMessage(file, "open", SQLITE_READONLY,
-                                                   sqlite3_errstr(SQLITE_READONLY)));
-    sqlite3_busy_timeout(d.db, 2000);
-
-    // Read the version before changing anything, so a newer database is left as it is.
-    int version = schemaVersion();
-    if (version > kSchemaVersion)
-        throw StoreError(file.string() + ": the database has schema version " +
-                         std::to_string(version) + ", newer than this parley understands (" +
-                         std::to_string(kSchemaVersion) +
-                         "); upgrade parley, or use another profile");
-    if (version < 0)
-        d.damaged("negative schema version " + std::to_string(version));
-
-    {
-        auto q = d.query("PRAGMA journal_mode = WAL", "switch to write-ahead logging");
-        if (!q.step() || q.text(0) != "wal")
-            throw StoreError(file.string() +
-                             ": cannot switch to write-ahead logging (journal mode '" + q.text(0) +
-                             "'); put the profile on a local file system");
-    }
-    d.exec("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", "configure the database");
-
-    // Each step re-reads the version inside its transaction: another process may have
-    // migrated the file meanwhile.
-    while (version < kSchemaVersion) {
-        int next = version + 1;
-        auto action = "upgrade the database to schema version " + std::to_string(next);
-        d.exec("BEGIN IMMEDIATE", action);
-        try {
-            version = schemaVersion();
-            if (version < next) {
-                d.exec(kMigrations[next - 1], action);
-                // PRAGMA takes no parameters; `next` is our own integer.
-                d.exec(("PRAGMA user_version = " + std::to_string(next)).c_str(), action);
-                version = next;
-            }
-            d.exec("COMMIT", action);
-        } catch (...) {
-            sqlite3_exec(d.db, "ROLLBACK", nullptr, nullptr, nullptr);
-            throw;
-        }
-    }
-}
+Store::Store(const std::filesystem::path& file) : impl_(std::make_unique<Impl>(file)) {}
 
 Store::~Store() = default;
 
 int Store::schemaVersion() const {
-    auto q = impl_->query("PRAGMA user_version", "read the schema version");
-    if (!q.step())
-        impl_->damaged("no schema version");
-    return static_cast<int>(q.int64(0));
+    return impl_->db.schemaVersion();
 }
 
 std::optional<ContactRecord> Store::contact(const dht::ContactId& id) const {
-    auto q = impl_->query(kSelectContact, "read a contact");
+    auto q = impl_->db.query(kSelectContact, "read a contact");
     q.bind(1, id);
     if (!q.step())
         return std::nullopt;
-    return q.contactRecord();
+    return contactRecord(q);
 }
 
 std::vector<ContactRecord> Store::contacts() const {
-    auto q = impl_->query(kSelectContacts, "read the contacts");
+    auto q = impl_->db.query(kSelectContacts, "read the contacts");
     std::vector<ContactRecord> out;
     while (q.step())
-        out.push_back(q.contactRecord());
+        out.push_back(contactRecord(q));
     return out;
 }
 
 void Store::upsertContact(const ContactRecord& r) {
-    auto q = impl_->query(kUpsertContact, "save a contact");
+    auto q = impl_->db.query(kUpsertContact, "save a contact");
     q.bind(1, r.id)
         .bind(2, std::string_view(r.alias))
         .bind(3, std::string_view(r.name))
@@ -504,43 +330,43 @@ void Store::upsertContact(const ContactRecord& r) {
 }
 
 bool Store::removeContact(const dht::ContactId& id) {
-    auto q = impl_->query(kDeleteContact, "remove a contact");
+    auto q = impl_->db.query(kDeleteContact, "remove a contact");
     q.bind(1, id);
     return q.run() > 0;
 }
 
 std::size_t Store::countContacts(ContactState state) const {
-    auto q = impl_->query(kCountContacts, "count contacts");
+    auto q = impl_->db.query(kCountContacts, "count contacts");
     q.bind(1, toString(state));
     return q.step() ? static_cast<std::size_t>(q.int64(0)) : 0;
 }
 
 void Store::setPresence(const dht::ContactId& id, bool online,
                         std::optional<std::int64_t> lastSeenMs) {
-    auto q = impl_->query(kSetPresence, "save a contact's presence");
+    auto q = impl_->db.query(kSetPresence, "save a contact's presence");
     q.bind(1, id).bind(2, std::int64_t{online ? 1 : 0}).bind(3, lastSeenMs);
     q.run();
 }
 
 bool Store::markEnvelopeSeen(const EnvelopeId& id, std::int64_t expiresMs) {
-    auto q = impl_->query(kInsertSeen, "record a received envelope");
+    auto q = impl_->db.query(kInsertSeen, "record a received envelope");
     q.bindBlob(1, id).bind(2, expiresMs);
     return q.run() > 0;
 }
 
 void Store::purgeSeen(std::int64_t nowMs) {
-    auto q = impl_->query(kPurgeSeen, "forget expired envelope ids");
+    auto q = impl_->db.query(kPurgeSeen, "forget expired envelope ids");
     q.bind(1, nowMs);
     q.run();
 }
 
 std::size_t Store::seenCount() const {
-    auto q = impl_->query(kCountSeen, "count received envelopes");
+    auto q = impl_->db.query(kCountSeen, "count received envelopes");
     return q.step() ? static_cast<std::size_t>(q.int64(0)) : 0;
 }
 
 void Store::addPending(const PendingEnvelope& e) {
-    auto q = impl_->query(kInsertPending, "queue an envelope");
+    auto q = impl_->db.query(kInsertPending, "queue an envelope");
     q.bindBlob(1, e.id)
         .bind(2, e.recipient)
         .bind(3, std::int64_t{e.kind})
@@ -551,23 +377,23 @@ void Store::addPending(const PendingEnvelope& e) {
 }
 
 bool Store::removePending(const EnvelopeId& id) {
-    auto q = impl_->query(kDeletePending, "remove a queued envelope");
+    auto q = impl_->db.query(kDeletePending, "remove a queued envelope");
     q.bindBlob(1, id);
     return q.run() > 0;
 }
 
 void Store::bumpPendingAttempts(const EnvelopeId& id) {
-    auto q = impl_->query(kBumpPending, "count an attempt to send an envelope");
+    auto q = impl_->db.query(kBumpPending, "count an attempt to send an envelope");
     q.bindBlob(1, id);
     q.run();
 }
 
 std::vector<PendingEnvelope> Store::pending() const {
-    auto q = impl_->query(kSelectPending, "read the queued envelopes");
+    auto q = impl_->db.query(kSelectPending, "read the queued envelopes");
     std::vector<PendingEnvelope> out;
     while (q.step()) {
         PendingEnvelope e;
-        e.id = q.envelopeId(0);
+        e.id = envelopeId(q, 0);
         e.recipient = q.contactId(1);
         e.kind = static_cast<std::uint8_t>(q.int64(2));
         e.payload = q.blob(3);
@@ -579,33 +405,20 @@ std::vector<PendingEnvelope> Store::pending() const {
 }
 
 void Store::addCounter(std::string_view name, std::int64_t delta) {
-    auto q = impl_->query(kAddCounter, "update a counter");
+    auto q = impl_->db.query(kAddCounter, "update a counter");
     q.bind(1, name).bind(2, delta);
     q.run();
 }
 
 void Store::transaction(const std::function<void()>& body) {
-    impl_->exec("BEGIN IMMEDIATE", "start a transaction");
-    try {
-        body();
-    } catch (...) {
-        sqlite3_exec(impl_->db, "ROLLBACK", nullptr, nullptr, nullptr);
-        throw;
-    }
-    impl_->exec("COMMIT", "commit a transaction");
+    impl_->db.transaction(body);
 }
-
-namespace {
-
-ChatRecord readMessage(const Store::Impl::Query& q);
-
-} // namespace
 
 ChatRecord Store::addOutgoing(const dht::ContactId& contact, const MessageId& id,
                               const std::string& text, std::int64_t nowMs) {
     ChatRecord r;
     transaction([&] {
-        auto next = impl_->query(kNextSeq, "number a message");
+        auto next = impl_->db.query(kNextSeq, "number a message");
         next.bind(1, contact);
         r.seq = next.step() ? static_cast<std::uint64_t>(next.int64(0)) : 1;
         r.id = id;
@@ -615,7 +428,7 @@ ChatRecord Store::addOutgoing(const dht::ContactId& contact, const MessageId& id
         r.text = text;
         r.state = "queued";
         r.updatedMs = nowMs;
-        auto q = impl_->query(kInsertMessage, "queue a message");
+        auto q = impl_->db.query(kInsertMessage, "queue a message");
         q.bindBlob(1, id)
             .bind(2, contact)
             .bind(3, std::int64_t{1})
@@ -633,7 +446,7 @@ ChatRecord Store::addOutgoing(const dht::ContactId& contact, const MessageId& id
 }
 
 bool Store::addIncoming(const ChatRecord& r, bool ackDue) {
-    auto q = impl_->query(kInsertMessage, "store a received message");
+    auto q = impl_->db.query(kInsertMessage, "store a received message");
     q.bindBlob(1, r.id)
         .bind(2, r.contact)
         .bind(3, std::int64_t{0})
@@ -648,7 +461,7 @@ bool Store::addIncoming(const ChatRecord& r, bool ackDue) {
 }
 
 std::optional<ChatRecord> Store::message(const MessageId& id) const {
-    auto q = impl_->query(kSelectMessage, "read a message");
+    auto q = impl_->db.query(kSelectMessage, "read a message");
     q.bindBlob(1, id);
     if (!q.step())
         return std::nullopt;
@@ -656,7 +469,7 @@ std::optional<ChatRecord> Store::message(const MessageId& id) const {
 }
 
 std::vector<ChatRecord> Store::outbox(const dht::ContactId& contact, std::size_t limit) const {
-    auto q = impl_->query(kSelectOutbox, "read the outbox");
+    auto q = impl_->db.query(kSelectOutbox, "read the outbox");
     q.bind(1, contact).bind(2, static_cast<std::int64_t>(limit));
     std::vector<ChatRecord> out;
     while (q.step())
@@ -665,7 +478,7 @@ std::vector<ChatRecord> Store::outbox(const dht::ContactId& contact, std::size_t
 }
 
 std::vector<dht::ContactId> Store::outboxContacts() const {
-    auto q = impl_->query(kSelectOutboxContacts, "read the outbox");
+    auto q = impl_->db.query(kSelectOutboxContacts, "read the outbox");
     std::vector<dht::ContactId> out;
     while (q.step())
         out.push_back(q.contactId(0));
@@ -673,19 +486,19 @@ std::vector<dht::ContactId> Store::outboxContacts() const {
 }
 
 bool Store::advanceState(const MessageId& id, std::string_view state, std::int64_t nowMs) {
-    auto q = impl_->query(kAdvanceState, "update a message's state");
+    auto q = impl_->db.query(kAdvanceState, "update a message's state");
     q.bindBlob(1, id).bind(2, state).bind(3, nowMs);
     return q.run() > 0;
 }
 
 void Store::setDhtPut(const MessageId& id, std::int64_t nowMs) {
-    auto q = impl_->query(kSetDhtPut, "note a message put into the DHT");
+    auto q = impl_->db.query(kSetDhtPut, "note a message put into the DHT");
     q.bindBlob(1, id).bind(2, nowMs);
     q.run();
 }
 
 std::vector<ChatRecord> Store::history(const dht::ContactId& contact, std::size_t limit) const {
-    auto q = impl_->query(kSelectHistory, "read the conversation");
+    auto q = impl_->db.query(kSelectHistory, "read the conversation");
     q.bind(1, contact).bind(2, static_cast<std::int64_t>(limit));
     std::vector<ChatRecord> out;
     while (q.step())
@@ -695,57 +508,36 @@ std::vector<ChatRecord> Store::history(const dht::ContactId& contact, std::size_
 
 std::vector<MessageId> Store::receiptsDue(const dht::ContactId& contact, bool read,
                                           std::size_t limit) const {
-    auto q = impl_->query(read ? kSelectReadDue : kSelectAckDue, "read the receipts to send");
+    auto q = impl_->db.query(read ? kSelectReadDue : kSelectAckDue, "read the receipts to send");
     q.bind(1, contact).bind(2, static_cast<std::int64_t>(limit));
     std::vector<MessageId> out;
     while (q.step())
-        out.push_back(q.envelopeId(0));
+        out.push_back(envelopeId(q, 0));
     return out;
 }
 
 void Store::clearReceiptDue(const MessageId& id, bool read) {
-    auto q = impl_->query(read ? kClearReadDue : kClearAckDue, "note a receipt sent");
+    auto q = impl_->db.query(read ? kClearReadDue : kClearAckDue, "note a receipt sent");
     q.bindBlob(1, id);
     q.run();
 }
 
 std::size_t Store::markRead(const dht::ContactId& contact, std::int64_t nowMs) {
-    auto q = impl_->query(kMarkRead, "mark messages read");
+    auto q = impl_->db.query(kMarkRead, "mark messages read");
     q.bind(1, contact).bind(2, nowMs);
     return static_cast<std::size_t>(q.run());
 }
 
 std::map<dht::ContactId, std::size_t> Store::unreadCounts() const {
-    auto q = impl_->query(kUnreadCounts, "count unread messages");
+    auto q = impl_->db.query(kUnreadCounts, "count unread messages");
     std::map<dht::ContactId, std::size_t> out;
     while (q.step())
         out[q.contactId(0)] = static_cast<std::size_t>(q.int64(1));
     return out;
 }
 
-namespace {
-
-ChatRecord readMessage(const Store::Impl::Query& q) {
-    ChatRecord r;
-    r.id = q.envelopeId(0);
-    r.contact = q.contactId(1);
-    r.outgoing = q.int64(2) != 0;
-    r.seq = static_cast<std::uint64_t>(q.int64(3));
-    r.sentMs = q.int64(4);
-    if (!q.isNull(5))
-        r.receivedMs = q.int64(5);
-    r.text = q.text(6);
-    r.state = q.text(7);
-    if (!q.isNull(8))
-        r.dhtPutMs = q.int64(8);
-    r.updatedMs = q.int64(9);
-    return r;
-}
-
-} // namespace
-
 std::int64_t Store::counter(std::string_view name) const {
-    auto q = impl_->query(kSelectCounter, "read a counter");
+    auto q = impl_->db.query(kSelectCounter, "read a counter");
     q.bind(1, name);
     return q.step() ? q.int64(0) : 0;
 }
