@@ -33,18 +33,6 @@ struct HistoryOptions {
 
 const char* const kContactHelp = "contact id, or the alias or name of a contact";
 
-// The display label of a contact: alias, else name, else the start of the id.
-std::string contactLabel(const node::Profile& profile, const dht::ContactId& id) {
-    auto list = rpcCall(profile, "contacts", json::object(), 10s);
-    for (const auto& c : list)
-        if (c.value("id", "") == id.toHex()) {
-            auto label = c.value("alias", "").empty() ? c.value("name", "") : c.value("alias", "");
-            if (!label.empty())
-                return sanitizeForTerminal(label);
-        }
-    return id.toHex().substr(0, 8);
-}
-
 std::string readStdinText() {
     std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))

@@ -1,10 +1,11 @@
 // `parley lookup`, `contact ...` and `contacts`: find people by contact id, ask them to become
-// contacts, answer their requests, and list the contacts.
+// contacts, answer their requests, set what holds for one (`contact set`), and list them.
 #include "commands.h"
 #include "dht/envelope.h"
 #include "dht/records.h"
 #include "terminal.h"
 
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -28,6 +29,8 @@ struct ContactOptions {
     std::string id;
     std::string message;
     std::string alias;
+    std::string autoAccept; // set: a folder
+    bool noAutoAccept = false;
     bool json = false;
 };
 
@@ -109,6 +112,28 @@ int cmdContactSimple(const Global& g, const std::string& action, const std::stri
     return kOk;
 }
 
+int cmdContactSet(const Global& g, const ContactOptions& o) {
+    if (o.autoAccept.empty() == !o.noAutoAccept)
+        throw Failure(kUsage, "say what to set: --auto-accept DIR or --no-auto-accept");
+    auto profile = profileOf(g);
+    auto id = resolveContact(profile, o.id);
+    json dir = nullptr;
+    if (!o.autoAccept.empty())
+        dir = std::filesystem::absolute(o.autoAccept).lexically_normal().string();
+    auto r = rpcCall(profile, "transfer.auto_accept", {{"contact", id.toHex()}, {"dir", dir}}, 10s);
+    if (o.json) {
+        std::cout << r.dump() << "\n";
+        return kOk;
+    }
+    auto label = contactLabel(profile, id);
+    if (dir.is_null())
+        std::cout << "Files " << label << " offers wait for 'parley transfer accept' again.\n";
+    else
+        std::cout << "Files " << label << " offers are accepted at once into "
+                  << sanitizeForTerminal(dir.get<std::string>()) << ".\n";
+    return kOk;
+}
+
 int cmdRequests(const Global& g, bool asJson) {
     auto r = rpcCall(profileOf(g), "contact.requests", json::object(), 10s);
     if (asJson) {
@@ -158,8 +183,8 @@ void addLookupCommand(CLI::App& app, const Global& g, Commands& commands) {
 }
 
 void addContactSubcommands(CLI::App& app, const Global& g, Commands& commands) {
-    auto* contact = app.add_subcommand("contact", "contact requests: add, requests, accept, "
-                                                  "decline, block, unblock, remove");
+    auto* contact = app.add_subcommand("contact", "contact requests and settings: add, requests, "
+                                                  "accept, decline, block, unblock, remove, set");
     contact->require_subcommand(1);
     auto o = std::make_shared<ContactOptions>();
     auto* add = contact->add_subcommand("add", "ask someone to become your contact (an "
@@ -187,6 +212,16 @@ void addContactSubcommands(CLI::App& app, const Global& g, Commands& commands) {
                                 return cmdContactSimple(g, name, o->id);
                             }});
     }
+
+    auto* set = contact->add_subcommand("set", "settings for one contact: files they offer "
+                                               "accepted at once into a folder, or not");
+    set->add_option("contact", o->id, "contact id, or the alias or name of a contact")->required();
+    auto* autoAccept = set->add_option("--auto-accept", o->autoAccept,
+                                       "accept what they offer at once, into this folder");
+    set->add_flag("--no-auto-accept", o->noAutoAccept, "ask about each offer again (the default)")
+        ->excludes(autoAccept);
+    set->add_flag("--json", o->json, "print JSON: {contact, dir}");
+    commands.push_back({set, [&g, o] { return cmdContactSet(g, *o); }});
 }
 
 } // namespace

@@ -125,6 +125,8 @@ node::NodeOptions nodeOptions(const node::Profile& profile, const DaemonFlags& f
         o.overlay.bootstrap.push_back(b);
     o.overlay.lanDiscovery = !f.noLan && settings.lan.value_or(true);
     o.portMapping = !f.noPortmap && settings.portmap.value_or(true);
+    if (settings.downloads)
+        o.transfers.downloads = *settings.downloads;
     o.overlay.nodesFile = profile.nodesPath().string();
     o.overlay.name = identity.name();
     for (auto& b : o.overlay.bootstrap)

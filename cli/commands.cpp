@@ -5,11 +5,15 @@
 #include "node/api/control_server.h"
 #include "terminal.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <iterator>
 #include <unistd.h>
 
 namespace parley::cli {
@@ -105,6 +109,20 @@ dht::ContactId resolveContact(const node::Profile& profile, const std::string& t
                               " contacts: use the contact id instead");
 }
 
+std::string contactLabel(const json& contacts, const dht::ContactId& id) {
+    for (const auto& c : contacts)
+        if (c.value("id", "") == id.toHex()) {
+            auto label = c.value("alias", "").empty() ? c.value("name", "") : c.value("alias", "");
+            if (!label.empty())
+                return sanitizeForTerminal(label);
+        }
+    return id.toHex().substr(0, 8);
+}
+
+std::string contactLabel(const node::Profile& profile, const dht::ContactId& id) {
+    return contactLabel(rpcCall(profile, "contacts", json::object(), 10s), id);
+}
+
 std::string formatTime(std::int64_t unixSeconds) {
     std::time_t t = unixSeconds;
     std::tm tm{};
@@ -117,6 +135,37 @@ std::string formatTime(std::int64_t unixSeconds) {
                       : ago < 7200 ? std::to_string(ago / 60) + " min ago"
                                    : std::to_string(ago / 3600) + " h ago";
     return std::string(buf) + (rel.empty() ? "" : " (" + rel + ")");
+}
+
+std::string formatSize(std::uint64_t bytes) {
+    static const char* const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes < 1024)
+        return std::to_string(bytes) + " B";
+    double v = static_cast<double>(bytes) / 1024;
+    std::size_t unit = 0;
+    while (v >= 1023.95 && unit + 1 < std::size(units)) { // 1023.96 KiB prints as 1.0 MiB
+        v /= 1024;
+        ++unit;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[unit]);
+    return buf;
+}
+
+std::string formatDuration(double seconds) {
+    if (!(seconds >= 0)) // negative or NaN
+        seconds = 0;
+    char buf[32];
+    if (seconds < 9.95) {
+        std::snprintf(buf, sizeof buf, "%.1f s", seconds);
+        return buf;
+    }
+    auto s = static_cast<std::uint64_t>(std::llround(std::min(seconds, 1e15)));
+    if (s < 60)
+        return std::to_string(s) + " s";
+    if (s < 3600)
+        return std::to_string(s / 60) + " min " + std::to_string(s % 60) + " s";
+    return std::to_string(s / 3600) + " h " + std::to_string(s % 3600 / 60) + " min";
 }
 
 } // namespace parley::cli

@@ -50,6 +50,7 @@ void addDaemonCommands(CLI::App& app, const Global& g, Commands& commands);   //
 void addChatCommands(CLI::App& app, const Global& g, Commands& commands);     // send, history, chat
 void addLinkCommands(CLI::App& app, const Global& g, Commands& commands);     // ping
 void addContactCommands(CLI::App& app, const Global& g, Commands& commands);  // lookup, contact*
+void addTransferCommands(CLI::App& app, const Global& g, Commands& commands); // share, transfer*
 
 node::Profile profileOf(const Global& g);
 
@@ -64,7 +65,16 @@ nlohmann::json rpcCall(const node::Profile& profile, const std::string& method,
 // A contact named by id, or by the alias or name of an existing contact.
 dht::ContactId resolveContact(const node::Profile& profile, const std::string& text);
 
+// The display label of a contact: alias, else name, else the start of the id, safe to print.
+// `contacts` is the reply of the `contacts` method (one call for many labels).
+std::string contactLabel(const nlohmann::json& contacts, const dht::ContactId& id);
+std::string contactLabel(const node::Profile& profile, const dht::ContactId& id);
+
 // "2026-01-02 03:04:05 UTC (5 min ago)".
 std::string formatTime(std::int64_t unixSeconds);
+// "512 B", "1.5 KiB", "123.4 MiB", "2.0 GiB": powers of 1024, one decimal.
+std::string formatSize(std::uint64_t bytes);
+// "4.2 s", "45 s", "3 min 5 s", "2 h 10 min".
+std::string formatDuration(double seconds);
 
 } // namespace parley::cli

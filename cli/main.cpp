@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     addIdentityCommands(app, g, commands);
     addDaemonCommands(app, g, commands);
     addChatCommands(app, g, commands);
+    addTransferCommands(app, g, commands);
     addLinkCommands(app, g, commands);
     addContactCommands(app, g, commands);
 #ifdef PARLEY_HAVE_MEDIA_CHECK

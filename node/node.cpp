@@ -9,11 +9,13 @@
 #include "node/api/control_server.h"
 #include "node/api/link_methods.h"
 #include "node/api/node_methods.h"
+#include "node/api/transfer_methods.h"
 #include "node/chat/chat.h"
 #include "node/contacts/contacts.h"
 #include "node/link/contact_directory.h"
 #include "node/link/links.h"
 #include "node/store/store.h"
+#include "node/transfer/transfers.h"
 #include "node/transport/portmap.h"
 #include "node/transport/quic.h"
 #include "node/transport/quic_inbox.h"
@@ -67,6 +69,7 @@ struct Node::Impl {
     std::unique_ptr<quic::Transport> transport;
     std::unique_ptr<LinkManager> links;
     std::unique_ptr<ChatManager> chat;
+    std::unique_ptr<TransferManager> transfers;
     std::unique_ptr<PortMapper> portMapper;
     std::shared_ptr<quic::DatagramInbox> quicInbox;
     std::unique_ptr<ControlServer> control;
@@ -110,6 +113,8 @@ api::NodeStatus Node::Impl::gatherStatus() {
     }
     if (chat)
         s.chatCounters = chat->counters();
+    if (transfers)
+        s.transferCounters = transfers->counters();
     if (portMapper)
         s.portmap = portMapper->status();
     return s;
@@ -185,6 +190,15 @@ void Node::Impl::startTransport() {
     chat = std::make_unique<ChatManager>(
         io, *store, *links, *directory, id,
         [this](const ChatEvent& event) { broadcast(api::toJson(event)); }, options.chat);
+    auto transferOptions = options.transfers;
+    if (transferOptions.downloads.empty()) {
+        const char* home = std::getenv("HOME");
+        if (home && *home)
+            transferOptions.downloads = std::filesystem::path(home) / "Downloads" / "parley";
+    }
+    transfers = std::make_unique<TransferManager>(
+        io, *links, *directory, options.profileDir,
+        [this](const TransferEvent& event) { broadcast(api::toJson(event)); }, transferOptions);
 }
 
 Node::Node(NodeOptions options, dht::Identity identity) : impl_(std::make_unique<Impl>()) {
@@ -233,6 +247,7 @@ void Node::start() {
         api::registerContactMethods(*s.control, *s.contacts);
         api::registerLinkMethods(*s.control, *s.links);
         api::registerChatMethods(*s.control, *s.chat);
+        api::registerTransferMethods(*s.control, *s.transfers);
         try {
             s.control->start();
         } catch (...) {
@@ -246,6 +261,18 @@ void Node::start() {
     s.contacts->start();
     s.links->start();
     s.chat->start();
+    try {
+        s.transfers->start();
+    } catch (const StoreError& e) {
+        throw std::runtime_error(e.what());
+    }
+    // Every room hears when a link comes up or goes.
+    s.links->setLinkHandler([&s](const dht::ContactId& peer, const LinkManager::LinkChange& c) {
+        if (s.chat)
+            s.chat->onLink(peer, c.up, c.goodbye);
+        if (s.transfers)
+            s.transfers->onLink(peer, c.up);
+    });
     s.watchDhtState();
     s.started = true;
     s.thread = std::thread([this] {
@@ -277,8 +304,12 @@ void Node::stop(std::chrono::milliseconds budget) {
             s.contacts->setChatHandler(nullptr);
         }
         // Goodbyes and CONNECTION_CLOSEs go out while the socket is still open.
+        if (s.links)
+            s.links->setLinkHandler(nullptr);
         if (s.chat)
             s.chat->stop();
+        if (s.transfers)
+            s.transfers->stop();
         if (s.links)
             s.links->stop();
         if (s.transport)
@@ -302,6 +333,7 @@ void Node::stop(std::chrono::milliseconds budget) {
     s.owner.release();
     s.control.reset();
     s.chat.reset();
+    s.transfers.reset();
     s.portMapper.reset();
     s.links.reset();
     s.transport.reset();
@@ -371,6 +403,11 @@ LinkManager& Node::links() {
 ChatManager& Node::chat() {
     impl_->owner.check("Node::chat()");
     return *impl_->chat;
+}
+
+TransferManager& Node::transfers() {
+    impl_->owner.check("Node::transfers()");
+    return *impl_->transfers;
 }
 
 PingResult Node::ping(const dht::ContactId& id, int count, std::chrono::milliseconds interval,

@@ -8,6 +8,7 @@
 #include "dht/overlay.h"
 #include "node/chat/chat.h"
 #include "node/link/links.h"
+#include "node/transfer/transfers.h"
 
 #include <chrono>
 #include <filesystem>
@@ -35,6 +36,7 @@ struct NodeOptions {
     std::chrono::seconds presencePoll{30};
     LinkOptions links;
     ChatOptions chat;
+    TransferOptions transfers; // downloads: empty for ~/Downloads/parley
     // Ask the router for a UDP port mapping (NAT-PMP, then UPnP) when bound to every address.
     bool portMapping = true;
 };
@@ -79,6 +81,7 @@ public:
     ContactManager& contacts();
     LinkManager& links();
     ChatManager& chat();
+    TransferManager& transfers();
     // Blocking: sets up (or reuses) the direct link and pings over it (`parley ping`).
     PingResult ping(const dht::ContactId& id, int count, std::chrono::milliseconds interval,
                     std::chrono::milliseconds timeout);

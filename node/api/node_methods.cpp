@@ -43,6 +43,7 @@ json toJson(const NodeStatus& s) {
             {"links", toJson(s.links)},
             {"link_counters", toJson(s.linkCounters)},
             {"chat_counters", toJson(s.chatCounters)},
+            {"transfer_counters", toJson(s.transferCounters)},
             {"portmap", toJson(s.portmap)},
             {"records",
              {{"accepted", c.recordsAccepted},

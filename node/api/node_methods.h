@@ -31,6 +31,7 @@ struct NodeStatus {
     std::vector<LinkStatus> links;
     std::map<std::string, std::uint64_t> linkCounters;
     std::map<std::string, std::uint64_t> chatCounters;
+    std::map<std::string, std::uint64_t> transferCounters;
     PortMapStatus portmap{"disabled", {}, {}};
 };
 

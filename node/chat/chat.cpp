@@ -521,10 +521,7 @@ ChatManager::~ChatManager() {
 void ChatManager::start() {
     impl_->links.setMessageHandler(
         [this](const dht::ContactId& peer, const wire::Message& m) { onFrame(peer, m); });
-    impl_->links.setLinkHandler(
-        [this](const dht::ContactId& peer, const LinkManager::LinkChange& change) {
-            onLink(peer, change.up, change.goodbye);
-        });
+    // Link changes come through onLink: the composition root hands them to every room.
     // Resume the outbox left by the last run.
     asio::post(impl_->io, [weak = std::weak_ptr<Impl>(impl_)] {
         auto s = weak.lock();
@@ -548,7 +545,6 @@ void ChatManager::stop() {
     s.stopped = true;
     s.timer.cancel();
     s.links.setMessageHandler(nullptr);
-    s.links.setLinkHandler(nullptr);
     auto waiters = std::move(s.waiters);
     for (auto& [id, w] : waiters) {
         w->timer->cancel();

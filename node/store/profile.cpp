@@ -146,11 +146,18 @@ ProfileSettings Profile::loadSettings() const {
             s.lan = j.at("lan").get<bool>();
         if (j.contains("portmap"))
             s.portmap = j.at("portmap").get<bool>();
+        if (j.contains("downloads")) {
+            auto dir = std::filesystem::path(j.at("downloads").get<std::string>());
+            if (!dir.is_absolute())
+                throw std::runtime_error(where + ": \"downloads\" must be an absolute path");
+            s.downloads = dir.string();
+        }
     } catch (const nlohmann::json::exception& e) {
         throw std::runtime_error(
             where + ": " + std::string(e.what()) +
             " (expected {\"bootstrap\": [\"host:port\"], \"network\": N, "
-            "\"port\": N, \"bind\": \"addr\", \"lan\": true, \"portmap\": true})");
+            "\"port\": N, \"bind\": \"addr\", \"lan\": true, \"portmap\": true, "
+            "\"downloads\": \"/absolute/folder\"})");
     }
     return s;
 }

@@ -18,7 +18,8 @@ struct ProfileSettings {
     std::optional<std::uint16_t> port;
     std::optional<std::string> bind;
     std::optional<bool> lan;
-    std::optional<bool> portmap; // ask the router for a port mapping (NAT-PMP / UPnP)
+    std::optional<bool> portmap;          // ask the router for a port mapping (NAT-PMP / UPnP)
+    std::optional<std::string> downloads; // where accepted transfers go without --to
 };
 
 class Profile {
