@@ -6,6 +6,7 @@
 #include "dht/records.h"
 #include "terminal.h"
 
+#include <algorithm>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -95,17 +96,35 @@ int cmdHistory(const Global& g, const HistoryOptions& o) {
         return kOk;
     }
     auto label = contactLabel(profile, id);
-    if (r.empty())
-        std::cout << "No messages with " << label << " yet.\n";
+    // The conversation's transfers go between its messages, by when they were offered.
+    auto transfers = rpcCall(profile, "transfers", {{"contact", id.toHex()}}, 30s);
+    std::vector<std::pair<std::int64_t, std::string>> lines;
     for (const auto& m : r) {
         bool in = m.value("direction", "") == "in";
-        std::cout << formatTime(m.value("ts", std::int64_t{0}) / 1000) << "  "
-                  << (in ? label : std::string("you")) << ": "
-                  << sanitizeForTerminal(m.value("text", ""));
+        auto line = formatTime(m.value("ts", std::int64_t{0}) / 1000) + "  " +
+                    (in ? label : std::string("you")) + ": " +
+                    sanitizeForTerminal(m.value("text", ""));
         if (!in)
-            std::cout << "  (" << m.value("state", "") << ")";
-        std::cout << "\n";
+            line += "  (" + m.value("state", "") + ")";
+        lines.emplace_back(m.value("ts", std::int64_t{0}), line);
     }
+    for (const auto& t : transfers.value("transfers", json::array())) {
+        bool in = t.value("direction", "") == "in";
+        auto when = t.value("created_ms", std::int64_t{0});
+        auto line = formatTime(when / 1000) + "  " + (in ? label : std::string("you")) +
+                    " offered " + sanitizeForTerminal(t.value("name", "")) + " (" +
+                    std::to_string(t.value("files", 0)) + " files, " +
+                    formatSize(t.value("bytes", std::uint64_t{0})) + "): " + t.value("state", "");
+        if (!t.value("reason", "").empty())
+            line += " (" + sanitizeForTerminal(t.value("reason", "")) + ")";
+        lines.emplace_back(when, line);
+    }
+    std::stable_sort(lines.begin(), lines.end(),
+                     [](const auto& x, const auto& y) { return x.first < y.first; });
+    if (lines.empty())
+        std::cout << "No messages with " << label << " yet.\n";
+    for (const auto& [when, line] : lines)
+        std::cout << line << "\n";
     return kOk;
 }
 

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the demo: a private parley network of five nodes on 127.0.0.1.
-# Each node gets an identity; they find each other by key hash alone through the DHT; one
-# leaves and is seen offline at once; a key hash nobody owns is not found. Nothing leaves
+# Each node gets an identity; they find each other by key hash alone through the DHT; two
+# become contacts, connect directly, chat and share a folder; one leaves and is seen offline
+# at once; a key hash nobody owns is not found. Nothing leaves
 # the machine: loopback only, a random private network id, no public bootstrap, no LAN
 # multicast (bound to loopback). Usage: contrib/demo.sh [--no-setup]
+# (PARLEY_BUILD_DIR: another build directory than build/.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BUILD=${PARLEY_BUILD_DIR:-build}
 if [ "${1:-}" != "--no-setup" ]; then
     bash contrib/install-deps.sh
-    bash contrib/build.sh build
+    bash contrib/build.sh "$BUILD"
 fi
-PARLEY=$PWD/build/bin/parley
+PARLEY=$PWD/$BUILD/bin/parley
 WORK=$(mktemp -d /tmp/parley-demo.XXXXXX)
 NET=$(( (RANDOM << 15 | RANDOM) + 1 ))
 NAMES=(alice bob carol dave erin)
@@ -76,11 +79,27 @@ run "$PARLEY" --profile "$WORK/erin" ping carol --count 3
 echo "  the connection stays up and is reused:"
 run "$PARLEY" --profile "$WORK/carol" ping "${ID[erin]}" --count 2 --json
 
-bold "6. Bob leaves: his node publishes an offline presence, so others see it at once"
+bold "6. Erin and carol chat: stored on both sides, delivered exactly once, acknowledged"
+run "$PARLEY" --profile "$WORK/erin" send carol "hello carol, photos coming" --wait
+run "$PARLEY" --profile "$WORK/carol" send "${ID[erin]}" "thanks, send them over" --wait
+run "$PARLEY" --profile "$WORK/erin" history carol
+
+bold "7. Erin shares a folder with carol: every chunk verified, modes and times kept"
+mkdir -p "$WORK/photos/2026/empty album"
+head -c 3000000 /dev/urandom >"$WORK/photos/2026/beach.raw"
+for i in $(seq 1 50); do echo "note $i" >"$WORK/photos/2026/note-$i.txt"; done
+run "$PARLEY" --profile "$WORK/carol" contact set "${ID[erin]}" --auto-accept "$WORK/carol-inbox"
+run "$PARLEY" --profile "$WORK/erin" share carol "$WORK/photos" --message "the trip" --wait
+wait_for 20 bash -c "'$PARLEY' --profile '$WORK/carol' transfers --json | grep -q completed"
+run "$PARLEY" --profile "$WORK/carol" transfers
+run diff -r "$WORK/photos" "$WORK/carol-inbox/photos"
+echo "  (diff -r found no difference)"
+
+bold "8. Bob leaves: his node publishes an offline presence, so others see it at once"
 run "$PARLEY" --profile "$WORK/bob" down
 run "$PARLEY" --profile "$WORK/erin" lookup "${ID[bob]}"
 
-bold "7. A key hash nobody owns is not found"
+bold "9. A key hash nobody owns is not found"
 run "$PARLEY" --profile "$WORK/erin" lookup "$(printf '%064x' 48879)" --timeout 3
 
 bold "Done: no server anywhere, only key hashes. Stopping the network."

@@ -391,6 +391,8 @@ void TransferManager::Impl::onFetchData(const LinkManager::StreamHandle& h,
                                                           : tr::ChunkOutcome::writeFailed;
             if (outcome == tr::ChunkOutcome::badHash)
                 self->count("chunks_bad");
+            if (written.diskFull)
+                it->second.waitingForSpace = true;
             self->settle(it->second, request, outcome, written.reason);
         });
     });
@@ -427,8 +429,11 @@ void TransferManager::Impl::settle(Incoming& in, const tr::ChunkRequest& request
     if (result.fileComplete)
         finalize(in, *result.fileComplete);
     if (result.pause) {
+        // Ours to resume: by hand, or by itself once there is space again (onTick).
         stopFetching(in);
+        in.record.pausedByPeer = false;
         setState(in.record, "paused", result.reason);
+        owe(in.record, tr::Op::pause, result.reason);
         return;
     }
     pump(in);

@@ -13,6 +13,8 @@ namespace {
 
 constexpr auto kTick = std::chrono::milliseconds(250);
 constexpr auto kReconnectEvery = std::chrono::seconds(5);
+constexpr auto kSpaceCheckEvery = std::chrono::seconds(2);
+constexpr std::uint64_t kSpaceMargin = 16ull * 1024 * 1024;
 constexpr std::size_t kMaxProblems = 100;
 
 } // namespace
@@ -117,6 +119,25 @@ void TransferManager::Impl::onTick() {
                         break;
                     }
             }
+            pump(in);
+        }
+    }
+    // A transfer paused by a full disk goes on once the space for its window is free again.
+    if (now - lastSpaceCheck >= kSpaceCheckEvery) {
+        lastSpaceCheck = now;
+        for (auto& [id, in] : incoming) {
+            if (!in.waitingForSpace || in.record.state != "paused" || !in.core)
+                continue;
+            auto free = tr::freeSpace(in.record.dest);
+            auto left = in.record.totalBytes - std::min(in.record.totalBytes, in.record.doneBytes);
+            if (!free || *free < std::min(left, options.receive.maxBytes) + kSpaceMargin)
+                continue;
+            in.waitingForSpace = false;
+            spdlog::info("transfer {}: there is space again, resuming",
+                         dht::toHex(id).substr(0, 8));
+            in.core->setPaused(false);
+            setState(in.record, "transferring");
+            owe(in.record, tr::Op::resume);
             pump(in);
         }
     }
@@ -413,6 +434,7 @@ TransferCommandResult TransferManager::resume(const tr::TransferId& id) {
         s.setState(*record, record->doneBytes > 0 ? "transferring" : "accepted");
     } else {
         auto& in = s.incoming.at(id);
+        in.waitingForSpace = false;
         s.setState(*record, "transferring");
         if (!in.core)
             s.startReceiving(in);

@@ -48,6 +48,7 @@ struct TransferManager::Impl : std::enable_shared_from_this<TransferManager::Imp
         std::size_t writing = 0;               // chunks on the disk thread
         std::size_t finalizing = 0;            // files being put in place
         bool finishing = false;                // the folders' pass runs
+        bool waitingForSpace = false;          // paused by a full disk: resumes by itself
     };
     // Recent (time, bytes done) of a transfer whose bytes move: its rate, and when its last
     // progress event went.
@@ -120,6 +121,7 @@ struct TransferManager::Impl : std::enable_shared_from_this<TransferManager::Imp
     std::set<tr::TransferId> offersInFlight;
     std::map<dht::ContactId, Clock::time_point> connecting; // a connect for pending work
     std::map<tr::TransferId, Rate> rates;
+    Clock::time_point lastSpaceCheck{};
     std::map<std::string, std::uint64_t> counters;
 
     void count(const char* name, std::uint64_t n = 1) { counters[name] += n; }

@@ -19,6 +19,7 @@
 #include <random>
 #include <string>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 using namespace parley;
@@ -331,4 +332,54 @@ TEST_CASE("a crafted offer is refused and counted", "[transfers]") {
     CHECK(p.nb().call([&] { return p.nb().transfers().list().size(); }) == 0);
     // The link is still fine.
     CHECK(p.na().ping(p.idB(), 1, 0ms, 5s).connected);
+}
+
+TEST_CASE("a full disk pauses the transfer with the reason; it goes on once there is space",
+          "[transfers]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    Pair p;
+    p.contacts();
+    auto src = p.files.path / "src";
+    writeFile(src / "fill.bin", 40 * 1024 * 1024, 41);
+    auto small = p.files.path / "small";
+    fs::create_directories(small);
+    auto mount = "mount -t tmpfs -o size=64m parley-test '" + small.string() + "'";
+    REQUIRE(std::system(mount.c_str()) == 0);
+    struct Unmount {
+        fs::path dir;
+        ~Unmount() { std::system(("umount -l '" + dir.string() + "'").c_str()); }
+    } unmount{small};
+
+    auto r = offer(p.na(), p.idB(), {src / "fill.bin"});
+    REQUIRE(r.ok());
+    auto id = r.transfer.id;
+    REQUIRE(test::eventually([&] { return get(p.nb(), id).has_value(); }, 20s));
+    // Too little space for the whole offer: refused before anything starts.
+    writeFile(small / "ballast", 30 * 1024 * 1024, 42);
+    auto refused = p.nb().call([&] { return p.nb().transfers().accept(id, small / "in"); });
+    CHECK_FALSE(refused.ok());
+    CHECK(refused.error.find("not enough free space") != std::string::npos);
+    fs::remove(small / "ballast");
+    // Room at accept; the disk fills up while paused, then the transfer goes on.
+    REQUIRE(p.nb().call([&] { return p.nb().transfers().accept(id, small / "in"); }).ok());
+    REQUIRE(p.nb().call([&] { return p.nb().transfers().pause(id); }).ok());
+    auto doneAtPause = get(p.nb(), id)->doneBytes;
+    // Half of what is left fits.
+    writeFile(small / "ballast", 44 * 1024 * 1024 - doneAtPause / 2, 43);
+    REQUIRE(p.nb().call([&] { return p.nb().transfers().resume(id); }).ok());
+    REQUIRE(test::eventually(
+        [&] {
+            auto s = get(p.nb(), id);
+            return s && s->state == "paused" && s->reason.find("disk is full") != std::string::npos;
+        },
+        30s));
+    REQUIRE(waitState(p.na(), id, "paused", 10s));
+    fs::remove(small / "ballast");
+    REQUIRE(waitState(p.nb(), id, "completed", 60s));
+    auto cmd = "cmp -s '" + (src / "fill.bin").string() + "' '" +
+               (small / "in" / "fill.bin").string() + "'";
+    CHECK(std::system(cmd.c_str()) == 0);
 }
