@@ -52,17 +52,25 @@ PermitRootLogin prohibit-password
 StrictModes no
 UsePAM no
 PidFile $WORK/sshd.pid
+Subsystem sftp /usr/lib/openssh/sftp-server
 CFG
-/usr/sbin/sshd -f "$WORK/sshd_config" -D &
-SSHD_PID=$!
-sleep 0.5
+SSH_PROBE="ssh -p $PORT -i $WORK/client_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes root@127.0.0.1 true"
 SSH="ssh -p $PORT -i $WORK/client_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+/usr/sbin/sshd -f "$WORK/sshd_config" -D -e 2>"$WORK/sshd.log" &
+SSHD_PID=$!
+for _ in $(seq 50); do
+    $SSH_PROBE 2>/dev/null && break
+    sleep 0.1
+done
 
 # seconds COMMAND...: wall time of one run, as a float.
 seconds() {
     local t0 t1
     t0=$(date +%s.%N)
-    "$@" >/dev/null 2>&1
+    if ! "$@" >/dev/null 2>"$WORK/last-error"; then
+        echo "  failed: $* ($(head -c 300 "$WORK/last-error"))" >&2
+        return 1
+    fi
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc -l
 }

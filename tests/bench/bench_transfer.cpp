@@ -97,7 +97,7 @@ Run transferOnce(node::Node& a, node::Node& b, const dht::ContactId& bId, const 
             state = b.call([&] { return b.transfers().get(id)->state; });
             return state == "completed" || state == "failed";
         },
-        std::chrono::minutes(30), 2ms);
+        std::chrono::minutes(30), 20ms);
     run.transferS = std::chrono::duration<double>(Clock::now() - t1).count();
     run.cpuS = cpuSeconds() - cpu0;
     run.ok = state == "completed";
