@@ -334,7 +334,7 @@ TEST_CASE("a crafted offer is refused and counted", "[transfers]") {
     CHECK(p.na().ping(p.idB(), 1, 0ms, 5s).connected);
 }
 
-TEST_CASE("a full disk pauses the transfer with the reason; it goes on once there is space",
+TEST_CASE("a full disk pauses the transfer with the reason, and it goes on once there is space",
           "[transfers]") {
     if (::geteuid() != 0) {
         WARN("skipped: mounting a small tmpfs needs root");

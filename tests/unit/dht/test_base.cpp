@@ -50,7 +50,7 @@ TEST_CASE("SystemClock's wall clock is the Unix time", "[base]") {
     CHECK(a > 1'600'000'000'000); // after 2020
 }
 
-TEST_CASE("SeededRandom is deterministic per seed; below() stays in range", "[base]") {
+TEST_CASE("SeededRandom is deterministic per seed, and below() stays in range", "[base]") {
     SeededRandom a(42), b(42), c(43);
     std::array<std::uint8_t, 37> x{}, y{}, z{};
     a.fill(x);

@@ -261,7 +261,7 @@ TEST_CASE("outbox: texts too long for an envelope wait for a link") {
     CHECK(box.linkUp(a, at(2ms)).send == firstSends({1, 2}));
 }
 
-TEST_CASE("outbox: an online contact is connected to; a failed connect means the DHT inbox") {
+TEST_CASE("outbox: an online contact is connected to, and a failed connect means the DHT inbox") {
     OutboxOptions o;
     o.retry = 5000ms;
     ChatOutbox box(o);

@@ -131,7 +131,7 @@ TEST_CASE("control stream: fin ends the stream after the messages before it") {
     CHECK(d.error == "the peer ended its control stream");
 }
 
-TEST_CASE("control stream: the encoder refuses what the peer would refuse; the backlog cap") {
+TEST_CASE("control stream: the encoder refuses what the peer would refuse, and the backlog cap") {
     std::vector<std::uint8_t> out;
     wire::Hello big;
     big.agent = std::string(wire::kMaxAgentSize + 1, 'a');

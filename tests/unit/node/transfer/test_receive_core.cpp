@@ -135,7 +135,7 @@ TEST_CASE("lost requests and timeouts are asked again without counting a try", "
     CHECK(core.next(t + 32s).size() == 2);
 }
 
-TEST_CASE("a busy sender is asked again after the back-off; a paused core asks nothing",
+TEST_CASE("a busy sender is asked again after the back-off, and a paused core asks nothing",
           "[transfer]") {
     Manifest m;
     m.entries = {file("a", 3 * kMinChunkSize)};
@@ -157,7 +157,7 @@ TEST_CASE("a busy sender is asked again after the back-off; a paused core asks n
     CHECK(core.next(t + 2s).size() == 1);
 }
 
-TEST_CASE("a failed write pauses; a changed file fails alone", "[transfer]") {
+TEST_CASE("a failed write pauses, and a changed file fails alone", "[transfer]") {
     Manifest m;
     m.entries = {file("a", kMinChunkSize), file("b", kMinChunkSize)};
     ReceiveCore core(m, {}, limits(2, 1ull << 30));
