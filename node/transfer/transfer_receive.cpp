@@ -373,29 +373,23 @@ void TransferManager::Impl::onFetchData(const LinkManager::StreamHandle& h,
     auto file = f.request.file;
     auto part = partOf(in->second, file);
     ++in->second.writing;
-    disk->post([weak = weak_from_this(), id = f.id, request = f.request,
-                manifest = in->second.manifest, part, bytes = std::move(f.bytes),
-                &ioContext = io]() {
-        auto written = tr::writeChunk(part, manifest->entries[request.file], request.chunk, bytes);
-        asio::post(ioContext, [weak, id, request, written] {
-            auto self = weak.lock();
-            if (!self || !self->running)
-                return;
-            auto it = self->incoming.find(id);
-            if (it == self->incoming.end() || !it->second.core)
-                return;
-            --it->second.writing;
+    diskThenIncoming(
+        f.id,
+        [manifest = in->second.manifest, request = f.request, part, bytes = std::move(f.bytes)] {
+            return tr::writeChunk(part, manifest->entries[request.file], request.chunk, bytes);
+        },
+        [request = f.request](Impl& self, Incoming& inc, const tr::WriteResult& written) {
+            --inc.writing;
             using S = tr::WriteResult::Status;
             auto outcome = written.status == S::ok        ? tr::ChunkOutcome::verified
                            : written.status == S::badHash ? tr::ChunkOutcome::badHash
                                                           : tr::ChunkOutcome::writeFailed;
             if (outcome == tr::ChunkOutcome::badHash)
-                self->count("chunks_bad");
+                self.count("chunks_bad");
             if (written.diskFull)
-                it->second.waitingForSpace = true;
-            self->settle(it->second, request, outcome, written.reason);
+                inc.waitingForSpace = true;
+            self.settle(inc, request, outcome, written.reason);
         });
-    });
 }
 
 void TransferManager::Impl::onFetchClosed(const LinkManager::StreamHandle& h) {
@@ -444,23 +438,17 @@ void TransferManager::Impl::finalize(Incoming& in, std::uint32_t file) {
     ++in.finalizing;
     auto part = partOf(in, file);
     auto target = std::filesystem::path(in.record.dest) / in.targets[file];
-    disk->post([weak = weak_from_this(), id = in.record.id, file, part, target,
-                manifest = in.manifest, &ioContext = io] {
-        auto error = tr::finalizeFile(part, target, manifest->entries[file]);
-        asio::post(ioContext, [weak, id, file, error] {
-            auto self = weak.lock();
-            if (!self || !self->running)
-                return;
-            auto it = self->incoming.find(id);
-            if (it == self->incoming.end() || !it->second.core)
-                return;
-            auto& in2 = it->second;
-            --in2.finalizing;
-            in2.core->finalized(file, !error, error.value_or(""));
-            self->store->saveFile(id, in2.core->file(file));
-            self->maybeFinish(in2);
+    diskThenIncoming(
+        in.record.id,
+        [part, target, file, manifest = in.manifest] {
+            return tr::finalizeFile(part, target, manifest->entries[file]);
+        },
+        [file](Impl& self, Incoming& inc, const std::optional<std::string>& error) {
+            --inc.finalizing;
+            inc.core->finalized(file, !error, error.value_or(""));
+            self.store->saveFile(inc.record.id, inc.core->file(file));
+            self.maybeFinish(inc);
         });
-    });
 }
 
 // Every file is in place or failed: the folders get their times, and the transfer ends.
@@ -470,34 +458,28 @@ void TransferManager::Impl::maybeFinish(Incoming& in) {
     in.finishing = true;
     if (in.record.state == "transferring")
         setState(in.record, "verifying");
-    disk->post([weak = weak_from_this(), id = in.record.id, dest = in.record.dest,
-                targets = in.targets, manifest = in.manifest, &ioContext = io] {
-        auto failed = tr::finishFolders(dest, targets, *manifest);
-        asio::post(ioContext, [weak, id, failed] {
-            auto self = weak.lock();
-            if (!self || !self->running)
-                return;
-            auto it = self->incoming.find(id);
-            if (it == self->incoming.end() || !it->second.core)
-                return;
-            auto& in2 = it->second;
-            auto problems = in2.core->failedFiles() + failed.size();
+    diskThenIncoming(
+        in.record.id,
+        [dest = in.record.dest, targets = in.targets, manifest = in.manifest] {
+            return tr::finishFolders(dest, targets, *manifest);
+        },
+        [](Impl& self, Incoming& inc, const auto& failed) {
+            auto problems = inc.core->failedFiles() + failed.size();
             std::string reason;
             if (problems) {
                 reason = std::to_string(problems) +
                          (problems == 1 ? " file or folder" : " files or folders") +
                          " could not be received";
                 for (const auto& [index, why] : failed)
-                    spdlog::warn("transfer {}: {}: {}", dht::toHex(id).substr(0, 8),
-                                 in2.manifest->entries[index].path, why);
+                    spdlog::warn("transfer {}: {}: {}", dht::toHex(inc.record.id).substr(0, 8),
+                                 inc.manifest->entries[index].path, why);
             }
-            in2.record.doneBytes = in2.core->doneBytes();
-            self->setState(in2.record, problems ? "failed" : "completed", reason);
-            self->owe(in2.record, problems ? tr::Op::failed : tr::Op::completed, reason);
-            in2.finishing = false;
+            inc.record.doneBytes = inc.core->doneBytes();
+            self.setState(inc.record, problems ? "failed" : "completed", reason);
+            self.owe(inc.record, problems ? tr::Op::failed : tr::Op::completed, reason);
+            inc.finishing = false;
             // The summary keeps showing which files failed: the core stays while the node runs.
         });
-    });
 }
 
 // Forgets the chunks in flight (pause, cancel): their streams are reset, the core asks for

@@ -10,6 +10,7 @@
 #include "node/transfer/transfers.h"
 
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <deque>
 #include <map>
@@ -125,6 +126,25 @@ struct TransferManager::Impl : std::enable_shared_from_this<TransferManager::Imp
     std::map<std::string, std::uint64_t> counters;
 
     void count(const char* name, std::uint64_t n = 1) { counters[name] += n; }
+
+    // Runs `job` on the disk thread, then `done(self, incoming, result)` on the io thread if the
+    // room still runs and transfer `id` is still being received.
+    template <class Job, class Done>
+    void diskThenIncoming(const tr::TransferId& id, Job job, Done done) {
+        disk->post([weak = weak_from_this(), id, job = std::move(job), done = std::move(done),
+                    &ioContext = io]() mutable {
+            auto result = job();
+            asio::post(ioContext, [weak, id, result = std::move(result), done = std::move(done)] {
+                auto self = weak.lock();
+                if (!self || !self->running)
+                    return;
+                auto it = self->incoming.find(id);
+                if (it == self->incoming.end() || !it->second.core)
+                    return;
+                done(*self, it->second, result);
+            });
+        });
+    }
     std::int64_t nowMs() const;
 
     // transfers.cpp
