@@ -265,10 +265,17 @@ void TransferManager::Impl::owe(const tr::TransferRecord& record, tr::Op op,
 }
 
 bool TransferManager::Impl::wantsLink(const dht::ContactId& peer) {
-    for (auto& [id, out] : outgoing)
-        if (out.record.contact == peer && !out.record.offerDelivered &&
-            out.record.state == "offered")
+    for (auto& [id, out] : outgoing) {
+        if (out.record.contact != peer)
+            continue;
+        if (!out.record.offerDelivered && out.record.state == "offered")
             return true;
+        // A sender that restarted dials too: the receiver may still hold a connection to the
+        // process that died, and its requests would wait out their timeout on it.
+        const auto& st = out.record.state;
+        if (st == "accepted" || st == "transferring" || st == "verifying")
+            return true;
+    }
     for (auto& [id, in] : incoming)
         if (in.record.contact == peer && in.core && in.record.state == "transferring")
             return true;
