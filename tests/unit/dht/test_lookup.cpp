@@ -89,8 +89,8 @@ TEST_CASE("lookup: a presence from the far future is refused and changes nothing
     CHECK(s.settled(t0, nowMs));
 }
 
-TEST_CASE(
-    "lookup: offline presence with no card reads offline, and done gets without records is not-found") {
+TEST_CASE("lookup: offline presence with no card reads offline, and done gets without records is "
+          "not-found") {
     {
         LookupSettler s(someId(), t0, 3000ms);
         CHECK(s.onPresence(presence(PresenceStatus::offline, nowMs - 10), nowMs));
