@@ -331,28 +331,12 @@ void TransferManager::Impl::registerStreams() {
                 (self.get()->*f)(std::forward<decltype(args)>(args)...);
         };
     };
+    // The offer and chunk types carry both directions: what the peer opened, and the answers
+    // on the streams we opened.
     LinkManager::StreamHandler offers;
     offers.opened = guard(&Impl::onOfferOpened);
-    offers.data = [weak](const LinkManager::StreamHandle& h, std::span<const std::uint8_t> d,
-                         bool fin) {
-        auto self = weak.lock();
-        if (!self || !self->running)
-            return;
-        // One type for both directions: the peer's offers, and the answers to ours.
-        if (self->offersOut.contains(keyOf(h)))
-            self->onOfferAnswer(h, d, fin);
-        else
-            self->onOfferData(h, d, fin);
-    };
-    offers.closed = [weak](const LinkManager::StreamHandle& h) {
-        auto self = weak.lock();
-        if (!self || !self->running)
-            return;
-        if (self->offersOut.contains(keyOf(h)))
-            self->onOfferOutClosed(h);
-        else
-            self->onOfferInClosed(h);
-    };
+    offers.data = guard(&Impl::onOfferStreamData);
+    offers.closed = guard(&Impl::onOfferStreamClosed);
     links.registerStreamType(tr::kOfferStream, offers);
 
     LinkManager::StreamHandler control;
@@ -363,26 +347,39 @@ void TransferManager::Impl::registerStreams() {
 
     LinkManager::StreamHandler chunks;
     chunks.opened = guard(&Impl::onServeOpened);
-    chunks.data = [weak](const LinkManager::StreamHandle& h, std::span<const std::uint8_t> d,
-                         bool fin) {
-        auto self = weak.lock();
-        if (!self || !self->running)
-            return;
-        if (self->fetching.contains(keyOf(h)))
-            self->onFetchData(h, d, fin);
-        else
-            self->onServeData(h, d, fin);
-    };
-    chunks.closed = [weak](const LinkManager::StreamHandle& h) {
-        auto self = weak.lock();
-        if (!self || !self->running)
-            return;
-        if (self->fetching.contains(keyOf(h)))
-            self->onFetchClosed(h);
-        else
-            self->onServeClosed(h);
-    };
+    chunks.data = guard(&Impl::onChunkStreamData);
+    chunks.closed = guard(&Impl::onChunkStreamClosed);
     links.registerStreamType(tr::kChunkStream, chunks);
+}
+
+void TransferManager::Impl::onOfferStreamData(const LinkManager::StreamHandle& h,
+                                              std::span<const std::uint8_t> data, bool fin) {
+    if (offersOut.contains(keyOf(h)))
+        onOfferAnswer(h, data, fin);
+    else
+        onOfferData(h, data, fin);
+}
+
+void TransferManager::Impl::onOfferStreamClosed(const LinkManager::StreamHandle& h) {
+    if (offersOut.contains(keyOf(h)))
+        onOfferOutClosed(h);
+    else
+        onOfferInClosed(h);
+}
+
+void TransferManager::Impl::onChunkStreamData(const LinkManager::StreamHandle& h,
+                                              std::span<const std::uint8_t> data, bool fin) {
+    if (fetching.contains(keyOf(h)))
+        onFetchData(h, data, fin);
+    else
+        onServeData(h, data, fin);
+}
+
+void TransferManager::Impl::onChunkStreamClosed(const LinkManager::StreamHandle& h) {
+    if (fetching.contains(keyOf(h)))
+        onFetchClosed(h);
+    else
+        onServeClosed(h);
 }
 
 // --- commands ----------------------------------------------------------------------------

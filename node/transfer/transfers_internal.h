@@ -165,6 +165,13 @@ struct TransferManager::Impl : std::enable_shared_from_this<TransferManager::Imp
     void flushPeer(const dht::ContactId& peer);
     void sendOwed(const dht::ContactId& peer);
     void registerStreams();
+    // Offer and chunk streams of either direction, to the side's handler.
+    void onOfferStreamData(const LinkManager::StreamHandle& h, std::span<const std::uint8_t> data,
+                           bool fin);
+    void onOfferStreamClosed(const LinkManager::StreamHandle& h);
+    void onChunkStreamData(const LinkManager::StreamHandle& h, std::span<const std::uint8_t> data,
+                           bool fin);
+    void onChunkStreamClosed(const LinkManager::StreamHandle& h);
     void onControlOpened(const LinkManager::StreamHandle& h, std::span<const std::uint8_t> id);
     void onControlData(const LinkManager::StreamHandle& h, std::span<const std::uint8_t> data,
                        bool fin);

@@ -18,6 +18,21 @@ pass() { passes=$((passes + 1)); }
 # fail MESSAGE: counts a check that did not hold and prints "FAIL: MESSAGE".
 fail() { failures=$((failures + 1)); echo "FAIL: $*"; }
 # summary NAME [DETAIL]: prints "NAME: P passed, F failed (DETAIL)"; true when nothing failed.
+# check "description" EXPECTED_EXIT COMMAND...: runs it, output in $WORK/out and $WORK/err.
+check() {
+    local what=$1 want=$2
+    shift 2
+    "$@" >"$WORK/out" 2>"$WORK/err"
+    local got=$?
+    if [ "$got" -eq "$want" ]; then
+        pass
+    else
+        fail "$what: exit $got, expected $want"
+        sed 's/^/  stdout: /' "$WORK/out" | head -8
+        sed 's/^/  stderr: /' "$WORK/err" | head -8
+    fi
+}
+
 summary() {
     echo "$1: $passes passed, $failures failed${2:+ ($2)}"
     [ "$failures" -eq 0 ]

@@ -15,19 +15,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-check() { # check "description" expected_exit command...
-    local what=$1 want=$2
-    shift 2
-    "$@" >"$WORK/out" 2>"$WORK/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then
-        pass
-    else
-        fail "$what: exit $got, expected $want"
-        sed 's/^/  stdout: /' "$WORK/out" | head -5
-        sed 's/^/  stderr: /' "$WORK/err" | head -5
-    fi
-}
 expect_in() { # expect_in "description" file pattern
     if grep -qE -- "$3" "$2"; then
         pass

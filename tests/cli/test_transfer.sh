@@ -50,20 +50,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# check "description" EXPECTED_EXIT COMMAND...: output in $WORK/out and $WORK/err.
-check() {
-    local what=$1 want=$2
-    shift 2
-    "$@" >"$WORK/out" 2>"$WORK/err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then
-        pass
-    else
-        fail "$what: exit $got, expected $want"
-        sed 's/^/  stdout: /' "$WORK/out" | head -8
-        sed 's/^/  stderr: /' "$WORK/err" | head -8
-    fi
-}
 # expect_in "description" FILE PATTERN (extended regex)
 expect_in() {
     if grep -qE -- "$3" "$2"; then
