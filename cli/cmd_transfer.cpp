@@ -257,8 +257,14 @@ private:
                       1000;
         }
         auto files = count(last_, "files");
+        auto total = count(last_, "bytes");
         std::cout << "completed: " << name << ", " << files << (files == 1 ? " file, " : " files, ")
-                  << formatSize(count(last_, "bytes")) << " in " << formatDuration(seconds);
+                  << formatSize(total);
+        // Time and rate are of what this command saw move: a transfer half done before it
+        // started says how much of it that was.
+        if (moved != total)
+            std::cout << ", " << formatSize(moved) << " of it";
+        std::cout << " in " << formatDuration(seconds);
         if (seconds > 0)
             std::cout << " (" << formatSize(static_cast<std::uint64_t>(moved / seconds)) << "/s)";
         std::cout << "\n";

@@ -31,6 +31,7 @@
 #include <gnutls/crypto.h>
 #include <mutex>
 #include <spdlog/spdlog.h>
+#include <stdexcept>
 #include <thread>
 #include <unistd.h>
 
@@ -190,6 +191,8 @@ void Node::Impl::startTransport() {
     chat = std::make_unique<ChatManager>(
         io, *store, *links, *directory, id,
         [this](const ChatEvent& event) { broadcast(api::toJson(event)); }, options.chat);
+    if (!options.transfers.enabled)
+        return;
     auto transferOptions = options.transfers;
     if (transferOptions.downloads.empty()) {
         const char* home = std::getenv("HOME");
@@ -247,7 +250,8 @@ void Node::start() {
         api::registerContactMethods(*s.control, *s.contacts);
         api::registerLinkMethods(*s.control, *s.links);
         api::registerChatMethods(*s.control, *s.chat);
-        api::registerTransferMethods(*s.control, *s.transfers);
+        if (s.transfers)
+            api::registerTransferMethods(*s.control, *s.transfers);
         try {
             s.control->start();
         } catch (...) {
@@ -262,7 +266,8 @@ void Node::start() {
     s.links->start();
     s.chat->start();
     try {
-        s.transfers->start();
+        if (s.transfers)
+            s.transfers->start();
     } catch (const StoreError& e) {
         throw std::runtime_error(e.what());
     }
@@ -407,6 +412,9 @@ ChatManager& Node::chat() {
 
 TransferManager& Node::transfers() {
     impl_->owner.check("Node::transfers()");
+    if (!impl_->transfers)
+        throw std::logic_error(
+            "this node has no transfer room (TransferOptions::enabled is false)");
     return *impl_->transfers;
 }
 

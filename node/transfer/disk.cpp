@@ -4,9 +4,11 @@
 #include "node/transfer/scan.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <fcntl.h>
 #include <mutex>
@@ -90,10 +92,11 @@ struct Fd {
     Fd& operator=(const Fd&) = delete;
 };
 
-// {atime: left as it is, mtime: `ns` since the epoch}, for futimens and utimensat.
+// {atime: now, mtime: `ns` since the epoch}, for futimens and utimensat. The access time is
+// given, not left out with UTIME_OMIT: FUSE file systems on libfuse2 that do not announce
+// UTIME_OMIT drop the whole call and report success, and the time would be lost.
 void modificationTime(std::int64_t ns, struct timespec (&times)[2]) {
-    times[0].tv_sec = 0;
-    times[0].tv_nsec = UTIME_OMIT;
+    ::clock_gettime(CLOCK_REALTIME, &times[0]);
     auto sec = ns / 1'000'000'000;
     auto rest = ns % 1'000'000'000;
     if (rest < 0) { // before 1970: the nanoseconds are never negative
@@ -106,6 +109,39 @@ void modificationTime(std::int64_t ns, struct timespec (&times)[2]) {
 
 std::uint64_t offsetOf(const ManifestEntry& entry, std::uint32_t chunk) {
     return std::uint64_t{chunk} * entry.chunkSize;
+}
+
+std::string appeared(const fs::path& part, const fs::path& target) {
+    return "something named " + target.filename().string() +
+           " appeared in the destination meanwhile; the file stays as " + part.string();
+}
+
+// Renames `part` to `target` without ever replacing what is there: something may have appeared
+// since the offer was accepted. renameat2(RENAME_NOREPLACE) where the file system has it; FUSE
+// file systems on libfuse2 (ntfs-3g, sshfs) answer EINVAL, so then a hard link (atomic, fails
+// on an existing name) and, where there are no hard links either (vfat-like), a rename after
+// a check, which only a file created in between can beat.
+std::optional<std::string> putInPlace(const fs::path& part, const fs::path& target) {
+    if (::renameat2(AT_FDCWD, part.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0)
+        return std::nullopt;
+    if (errno == EEXIST)
+        return appeared(part, target);
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+        return "cannot rename " + part.string() + ": " + errnoText(errno);
+    if (::link(part.c_str(), target.c_str()) == 0) {
+        ::unlink(part.c_str());
+        return std::nullopt;
+    }
+    if (errno == EEXIST)
+        return appeared(part, target);
+    struct stat st {};
+    if (::lstat(target.c_str(), &st) == 0)
+        return appeared(part, target);
+    if (errno != ENOENT)
+        return "cannot look at " + target.string() + ": " + errnoText(errno);
+    if (::rename(part.c_str(), target.c_str()) != 0)
+        return "cannot rename " + part.string() + ": " + errnoText(errno);
+    return std::nullopt;
 }
 
 } // namespace
@@ -207,14 +243,11 @@ std::optional<std::string> finalizeFile(const fs::path& part, const fs::path& ta
     modificationTime(entry.mtimeNs, times);
     if (::futimens(file.fd, times) != 0)
         return "cannot set the modification time of " + part.string() + ": " + errnoText(errno);
-    // Never replace what is there: something may have appeared since the offer was accepted.
-    if (::renameat2(AT_FDCWD, part.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) != 0) {
-        if (errno == EEXIST)
-            return "something named " + target.filename().string() +
-                   " appeared in the destination meanwhile; the file stays as " + part.string();
-        return "cannot rename " + part.string() + ": " + errnoText(errno);
-    }
-    return std::nullopt;
+    // The bytes reach the disk before the name does: after a power cut the file is either
+    // whole under its name or still a partial file with its bitmap, never a name with holes.
+    if (::fsync(file.fd) != 0)
+        return "cannot write " + part.string() + " to the disk: " + errnoText(errno);
+    return putInPlace(part, target);
 }
 
 std::vector<std::pair<std::uint32_t, std::string>>
@@ -253,6 +286,23 @@ std::optional<std::uint64_t> freeSpace(const fs::path& dir) {
     if (::statvfs(dir.c_str(), &st) != 0)
         return std::nullopt;
     return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+bool caseInsensitive(const fs::path& dir) {
+    // A name nobody else uses: the pid and a counter, in mixed case.
+    static std::atomic<unsigned> counter{0};
+    auto tag = std::to_string(::getpid()) + "-" + std::to_string(counter++);
+    auto mixed = dir / (".parley-Case-Probe-" + tag);
+    auto upper = dir / (".PARLEY-CASE-PROBE-" + tag);
+    Fd probe(::open(mixed.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (probe.fd < 0)
+        return false;
+    struct stat made {
+    }, looked{};
+    bool same = ::fstat(probe.fd, &made) == 0 && ::lstat(upper.c_str(), &looked) == 0 &&
+                made.st_dev == looked.st_dev && made.st_ino == looked.st_ino;
+    ::unlink(mixed.c_str());
+    return same;
 }
 
 } // namespace parley::node::transfer

@@ -71,4 +71,9 @@ finishFolders(const std::filesystem::path& dest, const std::vector<std::string>&
 // Bytes a person may still write under `dir` (statvfs f_bavail); nullopt when unknown.
 std::optional<std::uint64_t> freeSpace(const std::filesystem::path& dir);
 
+// Whether `dir` is on a file system that does not tell names apart by case (vfat, exFAT, a
+// casefolded ext4 folder, a macOS or Windows share): a probe file with a mixed-case name is
+// created and looked up in upper case. False when it cannot tell (a read-only folder).
+bool caseInsensitive(const std::filesystem::path& dir);
+
 } // namespace parley::node::transfer

@@ -1,7 +1,9 @@
 #include "node/transfer/manifest.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <utf8proc.h>
 
 namespace parley::node::transfer {
 
@@ -306,6 +308,19 @@ std::optional<std::string> checkRelativePath(std::string_view path) {
         start = end + 1;
     }
     return std::nullopt;
+}
+
+std::string foldCase(std::string_view path) {
+    utf8proc_uint8_t* folded = nullptr;
+    auto n = utf8proc_map(
+        reinterpret_cast<const utf8proc_uint8_t*>(path.data()),
+        static_cast<utf8proc_ssize_t>(path.size()), &folded,
+        static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD));
+    if (n < 0)
+        return std::string(path);
+    std::string out(reinterpret_cast<const char*>(folded), static_cast<std::size_t>(n));
+    std::free(folded);
+    return out;
 }
 
 } // namespace parley::node::transfer

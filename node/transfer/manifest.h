@@ -112,4 +112,9 @@ ManifestError decodeManifest(std::span<const std::uint8_t> bytes, Manifest& out,
 // a backslash in it, not UTF-8, over kMaxPathSize or kMaxPathDepth. A sentence for the person.
 std::optional<std::string> checkRelativePath(std::string_view path);
 
+// The path as a folder that does not tell case apart compares it: Unicode case folding of
+// its NFC form (utf8proc), so "Straße/A.txt" and "STRASSE/a.txt" give the same key. Only for
+// paths checkRelativePath accepted (valid UTF-8); anything else comes back as it is.
+std::string foldCase(std::string_view path);
+
 } // namespace parley::node::transfer

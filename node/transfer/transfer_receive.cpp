@@ -188,12 +188,18 @@ std::string TransferManager::Impl::prepareAccept(Incoming& in, const std::filesy
     std::map<std::string, std::string> renamed;
     std::vector<tr::FileProgress> files;
     std::vector<std::string> targets(manifest->entries.size());
+    // Names are compared as the destination compares them: on a folder that does not tell
+    // case apart, "Photo.jpg" after "photo.jpg" would overwrite it.
+    bool folded = tr::caseInsensitive(dir);
+    auto nameKey = [folded](const std::string& path) { return folded ? tr::foldCase(path) : path; };
     std::set<std::string> seen, fileTargets;
     for (std::uint32_t i = 0; i < manifest->entries.size(); ++i) {
         const auto& e = manifest->entries[i];
         auto problem = tr::checkRelativePath(e.path);
-        if (!problem && !seen.insert(e.path).second)
-            problem = "a second entry with the same name";
+        if (!problem && !seen.insert(nameKey(e.path)).second)
+            problem = folded ? "another entry has the same name but for case, and the "
+                               "destination folder does not tell case apart"
+                             : "a second entry with the same name";
         if (!problem) {
             auto top = topOf(e.path);
             auto r = renamed.find(top);
@@ -210,13 +216,13 @@ std::string TransferManager::Impl::prepareAccept(Incoming& in, const std::filesy
             // A file cannot also be the folder of another entry.
             for (auto parent = targets[i].rfind('/'); parent != std::string::npos && !problem;
                  parent = targets[i].rfind('/', parent - 1)) {
-                if (fileTargets.contains(targets[i].substr(0, parent)))
+                if (fileTargets.contains(nameKey(targets[i].substr(0, parent))))
                     problem = "its folder is also a file in this offer";
                 if (parent == 0)
                     break;
             }
             if (!problem && !e.folder)
-                fileTargets.insert(targets[i]);
+                fileTargets.insert(nameKey(targets[i]));
         }
         if (problem)
             targets[i].clear();
@@ -371,6 +377,12 @@ void TransferManager::Impl::onFetchData(const LinkManager::StreamHandle& h,
         return;
     }
     auto file = f.request.file;
+    // The file failed while this chunk was on its way (its partial file is being removed):
+    // writing it would create the partial again, and nothing would ever remove it.
+    if (in->second.core->file(file).state != "pending") {
+        settle(in->second, f.request, tr::ChunkOutcome::lost, {});
+        return;
+    }
     auto part = partOf(in->second, file);
     ++in->second.writing;
     diskThenIncoming(
@@ -407,8 +419,9 @@ void TransferManager::Impl::onFetchClosed(const LinkManager::StreamHandle& h) {
 void TransferManager::Impl::settle(Incoming& in, const tr::ChunkRequest& request,
                                    tr::ChunkOutcome outcome, const std::string& reason) {
     auto before = in.core->doneBytes();
+    bool pending = in.core->file(request.file).state == "pending";
     auto result = in.core->done(request, outcome, reason, Clock::now());
-    if (outcome == tr::ChunkOutcome::verified) {
+    if (outcome == tr::ChunkOutcome::verified && pending) {
         count("chunks_fetched");
         store->saveFile(in.record.id, in.core->file(request.file));
         progressed(in.record, in.core->doneBytes() - before);

@@ -13,6 +13,7 @@ namespace {
 
 constexpr auto kTick = std::chrono::milliseconds(250);
 constexpr auto kReconnectEvery = std::chrono::seconds(5);
+constexpr int kMaxDialDoublings = 4; // 5 s, 10, 20, 40, then 80 s at most
 constexpr auto kSpaceCheckEvery = std::chrono::seconds(2);
 constexpr std::uint64_t kSpaceMargin = 16ull * 1024 * 1024;
 constexpr std::size_t kMaxProblems = 100;
@@ -286,17 +287,20 @@ void TransferManager::Impl::ensureLink(const dht::ContactId& peer) {
     if (!contacts.isAccepted(peer))
         return;
     auto now = Clock::now();
-    if (auto it = connecting.find(peer);
-        it != connecting.end() && now - it->second < kReconnectEvery)
+    auto& dial = connecting[peer];
+    if (dial.last != Clock::time_point{} &&
+        now - dial.last < kReconnectEvery * (1 << std::min(dial.failures, kMaxDialDoublings)))
         return;
-    connecting[peer] = now;
+    dial.last = now;
     links.connect(peer, options.connectTimeout,
                   [weak = weak_from_this(), peer](const ConnectResult& r) {
                       auto self = weak.lock();
                       if (!self || !self->running)
                           return;
                       if (r.ok)
-                          self->flushPeer(peer);
+                          return self->flushPeer(peer);
+                      if (auto it = self->connecting.find(peer); it != self->connecting.end())
+                          ++it->second.failures;
                   });
 }
 
@@ -492,10 +496,14 @@ TransferManager::autoAccept(const dht::ContactId& contact) const {
 
 std::map<std::string, std::uint64_t> TransferManager::counters() const {
     auto out = impl_->counters;
-    std::uint64_t active = 0;
+    // Accepted and not ended: what is being received (paused ones too) and sent.
+    std::uint64_t receiving = 0, sending = 0;
     for (const auto& [id, in] : impl_->incoming)
-        active += in.core ? 1 : 0;
-    out["transfers_receiving"] = active;
+        receiving += in.core && !terminal(in.record.state) ? 1 : 0;
+    for (const auto& [id, o] : impl_->outgoing)
+        sending += o.record.state != "offered" && !terminal(o.record.state) ? 1 : 0;
+    out["transfers_receiving"] = receiving;
+    out["transfers_sending"] = sending;
     out["chunks_serving"] = impl_->serving.size();
     out["serving_bytes"] = impl_->servingBytes;
     return out;

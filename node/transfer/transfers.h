@@ -87,6 +87,9 @@ struct [[nodiscard]] TransferCommandResult {
 };
 
 struct TransferOptions {
+    // False: the node has no transfer room (Node::transfers() throws) and leaves the transfer
+    // stream types unregistered (tests put a crafted peer of their own on them).
+    bool enabled = true;
     // Where accept puts what comes without --to: the profile's downloads setting, else
     // ~/Downloads/parley.
     std::filesystem::path downloads;

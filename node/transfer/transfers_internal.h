@@ -120,7 +120,13 @@ struct TransferManager::Impl : std::enable_shared_from_this<TransferManager::Imp
     std::map<StreamKey, ChunkFetch> fetching;
     std::set<std::int64_t> opsInFlight; // owed op seqs on a control stream now
     std::set<tr::TransferId> offersInFlight;
-    std::map<dht::ContactId, Clock::time_point> connecting; // a connect for pending work
+    // Dials for pending work: when the last went out, and how many failed in a row (each
+    // doubles the wait, 5 s up to 80 s: a contact gone for good costs a lookup a minute or so).
+    struct Dialing {
+        Clock::time_point last;
+        int failures = 0;
+    };
+    std::map<dht::ContactId, Dialing> connecting;
     std::map<tr::TransferId, Rate> rates;
     Clock::time_point lastSpaceCheck{};
     std::map<std::string, std::uint64_t> counters;

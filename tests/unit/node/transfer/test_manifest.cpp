@@ -317,3 +317,15 @@ TEST_CASE("manifest: chunk sizes") {
         CHECK(chooseChunkSize(size) == chunk);
     }
 }
+
+TEST_CASE("manifest: names compared as a folder that does not tell case apart would") {
+    CHECK(foldCase("Readme.TXT") == foldCase("README.txt"));
+    CHECK(foldCase("Straße/A.txt") == foldCase("STRASSE/a.txt"));
+    CHECK(foldCase("ΟΔΥΣΣΕΥΣ") == foldCase("οδυσσευς"));
+    // The composed and the decomposed é are one name after NFC.
+    CHECK(foldCase("caf\xc3\xa9") == foldCase("CAFE\xcc\x81"));
+    CHECK(foldCase("a/b") != foldCase("a/c"));
+    CHECK(foldCase("") == "");
+    // Not UTF-8: as it is (checkRelativePath refuses it before anyone compares).
+    CHECK(foldCase("\xff\xfe") == "\xff\xfe");
+}
