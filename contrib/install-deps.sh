@@ -13,6 +13,7 @@ packages=(
     libopus-dev libvpx-dev
     iproute2 nftables procps python3
     tmux # drives `parley chat` in a real terminal (tests/cli/test_chat_tty.sh)
+    python3-fusepy # the case-insensitive FUSE file system of tests/cli/test_transfer_casefold.sh
     miniupnpd-nftables # the NAT lab's UPnP/NAT-PMP router (netlab.sh up --upnp); no daemon starts
     vpx-tools sox ffmpeg
     libsdl2-dev # only for -DPARLEY_DEVICES=ON (SDL2 audio and window)

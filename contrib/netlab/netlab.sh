@@ -4,9 +4,12 @@
 # against real Linux NAT (nftables masquerade + conntrack) without any network.
 #
 #   usage: netlab.sh up [--prefix NAME] [--symmetric] [--open-routers] [--upnp | --upnp-igd-only]
+#                       [--loss PCT]
 #          netlab.sh down [--prefix NAME]
 #          netlab.sh exec [--prefix NAME] HOST CMD...
 #          netlab.sh status [--prefix NAME]
+#          netlab.sh loss [--prefix NAME] PCT [nat1|nat2]   (both routers unless one is named)
+#          netlab.sh move [--prefix NAME] nat1|nat2|h1|h2 [ADDR]   (prints the new address)
 #          netlab.sh addr HOST          (prints HOST's address on the public segment or its LAN)
 #   HOST is one of: pub nat1 nat2 h1 h2 wan; for addr also nat1-upnp (see --upnp)
 #
@@ -32,6 +35,19 @@
 # and miniupnpd reports it as nat1's external address. Nothing can reach the real owner of
 # that address: the lab has no link out of its namespaces. Outbound traffic is still
 # masqueraded to 198.18.0.11; only mapped ports answer on NAT1_UPNP_IP.
+#
+# --loss PCT drops that share of the packets each router forwards, at random, both ways (an
+# nftables `numgen random` rule in a forward chain of its own; PCT 0-100, one decimal at
+# most: 2.5). `loss PCT [ROUTER]` changes it while the lab is up (0: none). tc netem is not
+# needed (nor available on every kernel); for a rate cap use tc tbf in a router namespace.
+#
+# `move` gives a host a new address, as when the machine's address changes under a running
+# program: nat1/nat2 a new public address (what an ISP does to a home router: the old one is
+# removed, and with it the router's masquerade entries, so every flow leaves from the new one),
+# h1/h2 a new LAN address (a new DHCP lease: the router keeps its old entries, and the new
+# flows may get other public ports). ADDR must be in the same /24; without it the next free
+# one is taken (nat1 198.18.0.21, .31, ...; h1 10.1.0.11, ...). `addr` still prints the
+# addresses of `up`; `status` shows the current ones.
 set -u
 
 STATE_DIR=${NETLAB_STATE_DIR:-/run/parley-netlab}
@@ -96,6 +112,9 @@ addr_up() { # addr_up HOST IFNAME CIDR
 nat_rules() { # nat_rules HOST random|"" accept|drop [RULE]
     in_ns "$1" nft -f - <<EOF
 table ip netlab {
+    chain loss {
+        type filter hook forward priority filter - 5; policy accept;
+    }
     chain postrouting {
         type nat hook postrouting priority srcnat; policy accept;
         oifname "wan0" masquerade $2
@@ -141,6 +160,16 @@ table inet miniupnpd {
     }
 }
 EOF
+}
+
+# Random loss in a router's forwarded traffic, both directions: PCT (0-100, at most one
+# decimal) of the packets, drawn per packet by nftables (numgen random over 0..999).
+valid_loss() { [[ $1 =~ ^([0-9]{1,2}(\.[0-9])?|100(\.0)?)$ ]]; }
+set_loss() { # set_loss ROUTER PCT
+    local permille
+    permille=$(awk -v p="$2" 'BEGIN { printf "%d", p * 10 + 0.5 }')
+    in_ns "$1" nft flush chain ip netlab loss
+    [ "$permille" -eq 0 ] || in_ns "$1" nft add rule ip netlab loss numgen random mod 1000 "<" "$permille" counter drop
 }
 
 upnp_dir() { echo "$STATE_DIR/.$PREFIX.upnp"; } # a dot: `ls` of STATE_DIR lists labs only
@@ -192,10 +221,12 @@ EOF
 }
 
 cmd_up() {
-    local prefix="plab-$$" symmetric=0 wan_input=drop upnp=""
+    local prefix="plab-$$" symmetric=0 wan_input=drop upnp="" loss=0
     while [ $# -gt 0 ]; do
         case $1 in
             --prefix) [ $# -ge 2 ] || usage; prefix=$2; shift 2 ;;
+            --loss) [ $# -ge 2 ] || usage; loss=$2; shift 2
+                    valid_loss "$loss" || die "bad --loss '$loss' (a percentage 0-100, e.g. 5 or 2.5)" ;;
             --symmetric) symmetric=1; shift ;;
             --open-routers) wan_input=accept; shift ;;
             --upnp) upnp=yes; shift ;;
@@ -267,11 +298,13 @@ cmd_up() {
     # `masquerade random`: a random source port for every new conntrack entry, i.e. a
     # different mapping per destination (symmetric NAT), instead of keeping the port.
     nat_rules nat2 "$([ $symmetric = 1 ] && echo random)" $wan_input
+    set_loss nat1 "$loss"
+    set_loss nat2 "$loss"
     [ -z "$upnp" ] || upnp_start "$upnp"
 
     trap - ERR
     set +E
-    echo "netlab: $PREFIX is up ($(cat "$STATE_DIR/$PREFIX"))"
+    echo "netlab: $PREFIX is up ($(cat "$STATE_DIR/$PREFIX"))$([ "$loss" = 0 ] || echo " loss=$loss%")"
     echo "  pub ${ADDR[pub]}   nat1 ${ADDR[nat1]} (LAN 10.1.0.0/24: h1 ${ADDR[h1]})   nat2 ${ADDR[nat2]} (LAN 10.2.0.0/24: h2 ${ADDR[h2]})"
     [ -z "$upnp" ] || echo "  nat1 runs miniupnpd (UPnP IGD, NAT-PMP $([ "$upnp" = yes ] && echo on || echo off)); mapped ports answer on $NAT1_UPNP_IP"
     echo "  run things with: $0 exec --prefix $PREFIX h1 CMD..."
@@ -321,6 +354,7 @@ cmd_status() {
     for h in nat1 nat2; do
         [ -e "/run/netns/$(ns "$h")" ] || continue
         echo "  $h masquerade: $(in_ns "$h" nft list chain ip netlab postrouting | grep -o 'masquerade.*')"
+        echo "  $h loss: $(in_ns "$h" nft list chain ip netlab loss | grep -o 'numgen.*' || echo none)"
     done
     if [ -e "/run/netns/$(ns nat1)" ] && in_ns nat1 nft list table inet miniupnpd >/dev/null 2>&1; then
         echo "  nat1 miniupnpd: pid $(cat "$(upnp_dir)/miniupnpd.pid" 2>/dev/null || echo '?'), log $(upnp_dir)/miniupnpd.log"
@@ -328,12 +362,53 @@ cmd_status() {
     fi
 }
 
+# cmd_move HOST [ADDR]: a new address for a router's WAN side or a host's LAN side; prints it.
+cmd_move() {
+    local h=$1 want=${2:-} dev net cur new last gw=""
+    case $h in
+        nat1|nat2) dev=wan0 net=198.18.0 ;;
+        h1) dev=eth0 net=10.1.0 gw=10.1.0.1 ;;
+        h2) dev=eth0 net=10.2.0 gw=10.2.0.1 ;;
+        *) die "move: one of nat1 nat2 h1 h2" ;;
+    esac
+    [ -e "/run/netns/$(ns "$h")" ] || die "lab $PREFIX has no namespace $(ns "$h")"
+    cur=$(in_ns "$h" ip -4 -o addr show dev $dev | awk -v net="$net." '{sub(/\/.*/, "", $4)} index($4, net) == 1 {print $4; exit}')
+    [ -n "$cur" ] || die "move: $h has no address in $net.0/24"
+    local used step=1 _
+    used=" $(for x in pub nat1 nat2 h1 h2; do [ -e "/run/netns/$(ns "$x")" ] && in_ns "$x" ip -4 -o addr show | awk '{print $4}'; done | sed 's|/.*||' | paste -sd ' ') "
+    if [ -n "$want" ]; then
+        last=${want##*.}
+        if [ "${want%.*}" != "$net" ] || ! [[ $last =~ ^[0-9]{1,3}$ ]] || [ "$last" -lt 2 ] || [ "$last" -gt 254 ]; then
+            die "move: $want is not an address in $net.2-254"
+        fi
+        [[ $used != *" $want "* ]] || die "move: $want is taken in the lab"
+        new=$want
+    else
+        # The next free one: routers step by 10 (.11 -> .21), hosts by 1, skipping addresses
+        # the lab already has.
+        [ $dev = wan0 ] && step=10
+        last=${cur##*.}
+        for _ in $(seq 250); do
+            last=$(( (last + step - 2) % 253 + 2 ))
+            [[ $used == *" $net.$last "* ]] || break
+        done
+        new=$net.$last
+    fi
+    # The old address goes first: removing it flushes the masquerade entries made with it
+    # (the kernel does that for a router), and for a host removes its routes, so the default
+    # route is put back through the new address.
+    in_ns "$h" ip addr del "$cur/24" dev $dev
+    in_ns "$h" ip addr add "$new/24" dev $dev
+    [ -z "$gw" ] || in_ns "$h" ip route replace default via "$gw"
+    echo "$new"
+}
+
 cmd=${1:-}
 [ -n "$cmd" ] || usage
 shift
 case $cmd in
     up) need_root; cmd_up "$@" ;;
-    down|status|exec)
+    down|status|exec|loss|move)
         need_root
         given=""
         if [ "${1:-}" = --prefix ]; then
@@ -345,6 +420,19 @@ case $cmd in
         case $cmd in
             down) [ $# -eq 0 ] || usage; cmd_down_resolved; echo "netlab: $PREFIX is down" ;;
             status) [ $# -eq 0 ] || usage; cmd_status ;;
+            loss)
+                { [ $# -ge 1 ] && [ $# -le 2 ]; } || usage
+                valid_loss "$1" || die "bad loss '$1' (a percentage 0-100, e.g. 5 or 2.5)"
+                routers=(nat1 nat2)
+                if [ $# -eq 2 ]; then
+                    [[ $2 == nat1 || $2 == nat2 ]] || die "loss: a router, nat1 or nat2"
+                    routers=("$2")
+                fi
+                for r in "${routers[@]}"; do
+                    [ -e "/run/netns/$(ns "$r")" ] || die "lab $PREFIX has no namespace $(ns "$r")"
+                    set_loss "$r" "$1" || die "loss: nftables refused the rule in $r"
+                done ;;
+            move) { [ $# -ge 1 ] && [ $# -le 2 ]; } || usage; cmd_move "$@" ;;
             exec)
                 [ $# -ge 2 ] || usage
                 [[ " ${HOSTS[*]} " == *" $1 "* ]] || die "no host '$1' (one of: ${HOSTS[*]})"

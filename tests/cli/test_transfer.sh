@@ -5,8 +5,8 @@
 #      files, names in several scripts and with spaces) shared twice: once into bob's
 #      auto-accept folder, once accepted by hand with `transfer accept PREFIX --to DIR --wait`;
 #      the copies are identical, with the same modes and modification times;
-#   2. a 120 MiB file that survives kill -9 of the receiver (twice) and of the sender (once),
-#      and fetches little more than its size (the figure is printed);
+#   2. a 500 MiB file that survives kill -9 of the receiver (three times) and of the sender
+#      (once), at random points, and fetches little more than its size (the figure is printed);
 #   3. refusals with their messages and exit codes; a symbolic link and a FIFO in a shared
 #      folder reported as skipped and not sent;
 #   4. `share --wait` in a real terminal (tmux): the progress line updates, a "completed:" line
@@ -29,7 +29,6 @@ DATA="$WORK/data"
 TREE="$DATA/tree"
 # The chunk size the daemon picks for files below 128 Ki chunks of it, and the receiver's
 # requests in flight (node/transfer/manifest.h, receive_core.h).
-CHUNK=$((128 * 1024))
 IN_FLIGHT=16
 export LC_ALL=C.UTF-8
 started=$SECONDS
@@ -253,8 +252,10 @@ if command -v tmux >/dev/null; then
     TTY_ID=$(pane | grep -oE '^[0-9a-f]{32}$' | head -1)
     if [ -n "$TTY_ID" ]; then pass; else fail "the pane shows no transfer id"; pane_dump; fi
     pb_ transfer accept "$TTY_ID" --to "$WORK/tty" >/dev/null || fail "accept of the terminal transfer"
-    # While it moves: a percentage and a rate on the one line.
-    if wait_until 30 pane_has '^big\.bin +[0-9]+% .* MiB/s .*\[transferring\]'; then pass; else
+    # While it moves: a percentage and a rate on the one line. Looked for in every frame the
+    # terminal got (40 MiB may be done between two looks at the pane).
+    drawn_has() { tr '\r' '\n' <"$WORK/tty.raw" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' | grep -qaE -- "$1"; }
+    if wait_until 30 drawn_has '^big\.bin +[0-9]+% .* MiB/s .*\[transferring\]'; then pass; else
         fail "no percentage and rate while transferring"; pane_dump; fi
     if wait_until 60 pane_has '^share exited'; then
         if pane_has '^share exited 0$'; then pass; else fail "share --wait in a terminal did not exit 0"; pane_dump; fi
@@ -277,12 +278,14 @@ else
 fi
 
 # --- 2. resume after kill -9 ------------------------------------------------------------------
-head -c $((120 << 20)) /dev/urandom >"$DATA/big120.bin"
-SIZE=$((120 << 20))
-SUM120=$(sha256sum <"$DATA/big120.bin" | cut -d' ' -f1)
-check "share the 120 MiB file" 0 pa share bob "$DATA/big120.bin"
+# 500 MiB: chunks of 256 KiB (node/transfer/manifest.cpp, chooseChunkSize: at most 2,048 a file).
+SIZE=$((500 << 20))
+CHUNK=$((256 * 1024))
+head -c "$SIZE" /dev/urandom >"$DATA/big500.bin"
+SUM500=$(sha256sum <"$DATA/big500.bin" | cut -d' ' -f1)
+check "share the 500 MiB file" 0 pa share bob "$DATA/big500.bin"
 RESUME_ID=$(head -1 "$WORK/out")
-wait_until 30 offered_to "$B" "$RESUME_ID" || fail "bob never saw the 120 MiB offer"
+wait_until 30 offered_to "$B" "$RESUME_ID" || fail "bob never saw the 500 MiB offer"
 # The counters count since the daemon started, the earlier transfers included: those are
 # taken off the first run of each.
 # Summed over the runs: bob's chunks verified (fetched), requests sent and chunk timeouts;
@@ -308,21 +311,21 @@ add_counters "$B" -1
 add_counters "$A" -1
 kills=0
 last_pct=0
-check "accept the 120 MiB file" 0 pb_ transfer accept "${RESUME_ID:0:12}" --to "$WORK/resume"
+check "accept the 500 MiB file" 0 pb_ transfer accept "${RESUME_ID:0:12}" --to "$WORK/resume"
 t0=$SECONDS
 # part_over PERCENT: bob's partial file holds more than PERCENT of the file. Read with stat (its
 # allocated blocks: chunks are written in place into a sparse file), as an ASan `parley
 # transfers --json` costs about 0.4 s here, in which 10-15% of this file goes by.
 part_over() {
     local part
-    part=$(find "$WORK/resume" -maxdepth 1 -name '.big120.bin.*.parley-part' 2>/dev/null | head -1)
+    part=$(find "$WORK/resume" -maxdepth 1 -name '.big500.bin.*.parley-part' 2>/dev/null | head -1)
     [ -n "$part" ] && [ $(( $(stat -c '%b * %B' "$part") * 100 )) -gt $(($1 * SIZE)) ]
 }
 # wait_part PERCENT: polls part_over every 50 ms; false if the file is complete or 90 s pass.
 wait_part() {
     local deadline=$((SECONDS + 90))
     until part_over "$1"; do
-        [ -e "$WORK/resume/big120.bin" ] || [ $SECONDS -ge $deadline ] && return 1
+        [ -e "$WORK/resume/big500.bin" ] || [ $SECONDS -ge $deadline ] && return 1
         sleep 0.05
     done
 }
@@ -350,21 +353,28 @@ kill_at() {
     wait_until 10 bash -c "! kill -0 $vpid" || fail "kill -9 of $(basename "$victim") did not end it"
     echo "kill -9 $(basename "$victim") at ${last_pct}% done (as it said) after $((SECONDS - t0)) s" \
         "(counter of its run: ${got_f:+$got_f chunks fetched}${got_s:+$got_s bytes served})"
-    if [ -e "$WORK/resume/big120.bin" ]; then fail "the kill -9 came after the file was complete"; else pass; fi
+    if [ -e "$WORK/resume/big500.bin" ]; then fail "the kill -9 came after the file was complete"; else pass; fi
     if start_daemon "$victim"; then pass; else fail "$(basename "$victim") does not start again"; tail -5 "$WORK/up.log"; fi
 }
-# Each kill at least 15 points after the one before.
-next_mark() { local m=$((last_pct + 15)); [ "$m" -lt "$1" ] && m=$1; [ "$m" -gt 85 ] && m=85; echo "$m"; }
-kill_at "$B" 10
-kill_at "$B" "$(next_mark 40)"
-kill_at "$A" "$(next_mark 70)"
-if wait_state "the 120 MiB file after three kill -9" "$B" "$RESUME_ID" completed 120; then
-    echo "120 MiB with three kill -9: completed after $((SECONDS - t0)) s"
+# At random points: each mark drawn from its own range, and at least 12 points after the kill
+# before (what was done when it came).
+next_mark() { # next_mark LOW SPREAD
+    local m=$(($1 + RANDOM % $2)) floor=$((last_pct + 12))
+    [ "$m" -lt "$floor" ] && m=$floor
+    [ "$m" -gt 88 ] && m=88
+    echo "$m"
+}
+kill_at "$B" "$(next_mark 5 15)"
+kill_at "$B" "$(next_mark 25 15)"
+kill_at "$A" "$(next_mark 45 15)"
+kill_at "$B" "$(next_mark 65 15)"
+if wait_state "the 500 MiB file after four kill -9" "$B" "$RESUME_ID" completed 120; then
+    echo "500 MiB with four kill -9: completed after $((SECONDS - t0)) s"
 else
     log_tail "$A"; log_tail "$B"
 fi
-wait_state "alice's side of the 120 MiB file" "$A" "$RESUME_ID" completed 20
-same "sha256 of the 120 MiB file after the kills" "$SUM120" "$(sha256sum <"$WORK/resume/big120.bin" 2>/dev/null | cut -d' ' -f1)"
+wait_state "alice's side of the 500 MiB file" "$A" "$RESUME_ID" completed 20
+same "sha256 of the 500 MiB file after the kills" "$SUM500" "$(sha256sum <"$WORK/resume/big500.bin" 2>/dev/null | cut -d' ' -f1)"
 add_counters "$B" 1
 add_counters "$A" 1
 limit=$((SIZE + kills * IN_FLIGHT * CHUNK))
@@ -378,7 +388,7 @@ echo "fetched by bob: $fetched chunks = $((fetched * CHUNK)) bytes for a file of
 floor=$((SIZE - kills * IN_FLIGHT * CHUNK))
 if [ $((fetched * CHUNK)) -le "$limit" ] && [ $((fetched * CHUNK)) -ge "$floor" ]; then pass; else
     fail "bob fetched $((fetched * CHUNK)) bytes: not within [$floor, $limit]"; fi
-leftover=$(find "$WORK/resume" -mindepth 1 ! -name big120.bin)
+leftover=$(find "$WORK/resume" -mindepth 1 ! -name big500.bin)
 if [ -z "$leftover" ]; then pass; else fail "more than the file in the folder: $leftover"; fi
 
 # --- 5. `transfers --json` on both sides -------------------------------------------------------
@@ -397,7 +407,7 @@ expect_listed "$B" in "$DECLINED_ID" declined
 same "bob's auto-accepted tree went to the auto-accept folder" "$WORK/auto" "$(field "$B" "$AUTO_ID" dest)"
 same "bob's accepted tree went to --to" "$WORK/manual" "$(field "$B" "$MANUAL_ID" dest)"
 pa transfers >"$WORK/table" 2>&1
-expect_in "alice's table shows the 120 MiB file sent" "$WORK/table" "^${RESUME_ID:0:8} +→ +bob +big120\.bin +1 +120\.0 MiB +completed +100%"
+expect_in "alice's table shows the 500 MiB file sent" "$WORK/table" "^${RESUME_ID:0:8} +→ +bob +big500\.bin +1 +500\.0 MiB +completed +100%"
 
 down_and_check_logs "$A" "$B" "$S"
 summary "transfer cli" "$((SECONDS - started)) s"
