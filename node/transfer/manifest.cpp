@@ -247,23 +247,29 @@ void encodeManifest(const Manifest& manifest, std::vector<std::uint8_t>& out) {
     }
 }
 
-ManifestError decodeManifest(std::span<const std::uint8_t> bytes, Manifest& out,
-                             std::size_t* badIndex) {
-    if (bytes.size() > kMaxManifestSize)
-        return ManifestError::tooLarge;
-    if (bytes.size() < sizeof(kMagic))
-        return ManifestError::truncated;
-    if (std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0)
+ManifestError checkManifestHeader(std::span<const std::uint8_t> bytes) {
+    if (!bytes.empty() &&
+        std::memcmp(bytes.data(), kMagic, std::min(bytes.size(), sizeof(kMagic))) != 0)
         return ManifestError::badMagic;
     if (bytes.size() < kHeaderSize)
         return ManifestError::truncated;
     if (bytes[sizeof(kMagic)] != kManifestVersion)
         return ManifestError::badVersion;
-    Reader in(bytes.subspan(sizeof(kMagic) + 1));
+    Reader in(bytes.subspan(sizeof(kMagic) + 1, 4));
     std::uint32_t count = 0;
     in.u32(count);
-    if (count > kMaxManifestEntries)
-        return ManifestError::tooManyEntries;
+    return count > kMaxManifestEntries ? ManifestError::tooManyEntries : ManifestError::ok;
+}
+
+ManifestError decodeManifest(std::span<const std::uint8_t> bytes, Manifest& out,
+                             std::size_t* badIndex) {
+    if (bytes.size() > kMaxManifestSize)
+        return ManifestError::tooLarge;
+    if (auto header = checkManifestHeader(bytes); header != ManifestError::ok)
+        return header;
+    Reader in(bytes.subspan(kHeaderSize));
+    std::uint32_t count = 0;
+    Reader(bytes.subspan(sizeof(kMagic) + 1, 4)).u32(count);
     Manifest manifest;
     manifest.entries.reserve(std::min<std::size_t>(count, in.remaining() / kMinEntrySize));
     for (std::size_t i = 0; i < count; ++i) {

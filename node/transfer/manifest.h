@@ -102,6 +102,9 @@ std::uint32_t chooseChunkSize(std::uint64_t size);
 // kMaxPathSize, kMaxChunksPerFile, kMaxManifestSize: scanPaths keeps to them), else the peer
 // refuses it.
 void encodeManifest(const Manifest& manifest, std::vector<std::uint8_t>& out);
+// The header alone, from the first bytes of a manifest still arriving: badMagic, badVersion or
+// tooManyEntries refuse it before the rest is received; truncated until the header is there.
+ManifestError checkManifestHeader(std::span<const std::uint8_t> bytes);
 // Never throws; `out` is only written on ok. `badIndex` (optional) gets the index of the entry
 // that was bad (badEntry, truncated).
 ManifestError decodeManifest(std::span<const std::uint8_t> bytes, Manifest& out,

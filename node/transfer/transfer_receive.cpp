@@ -49,17 +49,44 @@ void TransferManager::Impl::onOfferData(const LinkManager::StreamHandle& h,
     if (it == offersIn.end())
         return;
     links.consumeStream(h, data.size());
+    if (it->second.refused)
+        return;
     auto& bytes = it->second.bytes;
     if (bytes.size() + data.size() > tr::kMaxManifestSize + 3 + tr::kMaxOfferMessage) {
         count("offers_refused");
         std::vector<std::uint8_t> out;
         tr::encodeAnswer({false, std::string(tr::describe(tr::ManifestError::tooLarge))}, out);
         links.writeStream(h, out, true);
-        links.resetStream(h, 0x201);
-        offersIn.erase(it);
+        it->second.refused = true;
+        std::vector<std::uint8_t>().swap(bytes);
         return;
     }
     bytes.insert(bytes.end(), data.begin(), data.end());
+    if (!fin && !it->second.headerChecked) {
+        // A manifest of too many entries (or not one at all) is refused from its first bytes,
+        // not after up to 64 MiB of it have come: the answer goes at once, and what follows
+        // is read (the stream must end for its credit to come back) and dropped.
+        std::string error;
+        auto prefix = tr::decodeOfferPrefix(bytes, &error);
+        auto header = tr::ManifestError::truncated;
+        if (prefix)
+            header = tr::checkManifestHeader(
+                std::span<const std::uint8_t>(bytes).subspan(prefix->manifestOffset));
+        if (!error.empty() ||
+            (header != tr::ManifestError::ok && header != tr::ManifestError::truncated)) {
+            count("offers_refused");
+            spdlog::warn("refused an offer from {}: {}", h.peer.shortHex(),
+                         error.empty() ? tr::describe(header) : error);
+            std::vector<std::uint8_t> out;
+            tr::encodeAnswer({false, error.empty() ? std::string(tr::describe(header)) : error},
+                             out);
+            links.writeStream(h, out, true);
+            it->second.refused = true;
+            std::vector<std::uint8_t>().swap(bytes);
+            return;
+        }
+        it->second.headerChecked = header == tr::ManifestError::ok;
+    }
     if (!fin)
         return;
     auto answer = storeOffer(h.peer, it->second.id, bytes);

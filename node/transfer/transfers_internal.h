@@ -68,6 +68,8 @@ struct TransferManager::Impl : std::enable_shared_from_this<TransferManager::Imp
         tr::TransferId id{};
         dht::ContactId peer;
         std::vector<std::uint8_t> bytes;
+        bool headerChecked = false; // the manifest's header passed checkManifestHeader
+        bool refused = false;       // answered already: the rest is read and dropped
     };
     struct ControlOut {
         std::int64_t seq = 0;
