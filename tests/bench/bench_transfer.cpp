@@ -125,6 +125,61 @@ void report(const char* what, const std::vector<Run>& runs, double mib, std::siz
                 peakRssMiB(), rate.size());
 }
 
+// Resume: the receiver is stopped at 30 % of the file and started again on the same profile;
+// the time from that start to the first chunk verified after it (bytes flowing again), with
+// the sender online all along.
+double resumeOnce(test::TestNetwork& net, const dht::Identity& bId, test::TestNode& b,
+                  node::Node& a, const fs::path& src, const fs::path& dest, std::string& error) {
+    auto promise = std::make_shared<std::promise<node::OfferResult>>();
+    auto future = promise->get_future();
+    a.call([&] {
+        a.transfers().offer(bId.contactId(), {src}, "",
+                            [promise](const node::OfferResult& r) { promise->set_value(r); });
+        return 0;
+    });
+    auto offered = future.get();
+    if (!offered.ok()) {
+        error = offered.error;
+        return -1;
+    }
+    auto id = offered.transfer.id;
+    auto doneOf = [&](node::Node& n) {
+        return n.call([&] {
+            auto t = n.transfers().get(id);
+            return t ? t->doneBytes : 0;
+        });
+    };
+    if (!test::eventually(
+            [&] { return b.node->call([&] { return b.node->transfers().get(id).has_value(); }); },
+            30s, 1ms) ||
+        !b.node->call([&] { return b.node->transfers().accept(id, dest); }).ok()) {
+        error = "the offer did not arrive or was not accepted";
+        return -1;
+    }
+    auto total = offered.transfer.totalBytes;
+    if (!test::eventually([&] { return doneOf(*b.node) * 10 >= total * 3; }, 120s, 2ms)) {
+        error = "never reached 30 %";
+        return -1;
+    }
+    b.node->stop();
+    auto dir = std::move(b.dir);
+    b.node.reset();
+    auto t0 = Clock::now();
+    b = net.start(bId, std::move(dir));
+    auto at = doneOf(*b.node);
+    if (!test::eventually([&] { return doneOf(*b.node) > at; }, 60s, 1ms)) {
+        error = "no byte after the restart";
+        return -1;
+    }
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    test::eventually(
+        [&] {
+            return b.node->call([&] { return b.node->transfers().get(id)->state; }) == "completed";
+        },
+        std::chrono::minutes(10), 20ms);
+    return s;
+}
+
 } // namespace
 
 std::uint64_t folderBytes(const fs::path& dir, std::size_t& files) {
@@ -182,6 +237,21 @@ int main(int argc, char** argv) {
         char what[64];
         std::snprintf(what, sizeof what, "one file of %zu MiB", sizeMiB);
         report(what, results, static_cast<double>(sizeMiB), 1);
+        std::vector<double> resumes;
+        for (int i = 0; i < runs; ++i) {
+            std::string error;
+            auto dest = work / ("rdest" + std::to_string(i));
+            auto sec = resumeOnce(net, bId, b, *a.node, src, dest, error);
+            fs::remove_all(dest);
+            if (sec < 0)
+                std::printf("  resume: a run failed: %s\n", error.c_str());
+            else
+                resumes.push_back(sec * 1000);
+        }
+        std::printf("  resume: receiver restarted at 30 %%, first chunk verified after it: "
+                    "median %.0f ms (min %.0f, max %.0f, %zu runs)\n",
+                    bench::median(resumes), bench::pct(resumes, 0), bench::pct(resumes, 1),
+                    resumes.size());
     }
     if (files > 0) {
         auto folder = givenFolder;
