@@ -3,6 +3,7 @@
 // probe that tells whether a folder tells names apart by case.
 #include "node/transfer/disk.h"
 #include "node/transfer/scan.h"
+#include "temp_dir.h"
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -11,29 +12,10 @@
 #include <unistd.h>
 
 using namespace parley::node::transfer;
+using test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-class TempDir {
-public:
-    TempDir() {
-        std::random_device random;
-        path_ = fs::temp_directory_path() /
-                ("parley-disk-" + std::to_string(::getpid()) + "-" + std::to_string(random()));
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
 
 std::vector<std::uint8_t> bytesOf(std::size_t size, std::uint8_t seed) {
     std::vector<std::uint8_t> b(size);

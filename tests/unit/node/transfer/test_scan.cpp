@@ -3,6 +3,7 @@
 // names), the errors (duplicate names, the entry cap, missing paths, the root, cancel) and
 // sourceOf.
 #include "node/transfer/scan.h"
+#include "temp_dir.h"
 
 #include <algorithm>
 #include <atomic>
@@ -16,37 +17,12 @@
 #include <unistd.h>
 
 using namespace parley::node::transfer;
+using test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
-
-// A fresh folder under the system's temporary folder, removed with everything in it.
-class TempDir {
-public:
-    TempDir() {
-        std::random_device random;
-        path_ = fs::temp_directory_path() /
-                ("parley-scan-" + std::to_string(::getpid()) + "-" + std::to_string(random()));
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        // Unreadable test folders must be readable again to be removed.
-        for (auto it = fs::recursive_directory_iterator(path_, ec);
-             !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
-            if (it->is_directory(ec) && !it->is_symlink(ec))
-                fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
 
 Bytes pattern(std::size_t size) {
     Bytes b(size);
